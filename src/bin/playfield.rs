@@ -1,0 +1,80 @@
+//! `playfield`: runs the dot game server. Everything lives in the library;
+//! this only reads settings, binds the port and waits for a signal.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use playfield::dots::DotGame;
+use playfield::Config;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config::parse();
+    let listener = match TcpListener::bind((config.host, config.port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "playfield: cannot listen on {}:{}: {e} (pick another with --port or PORT)",
+                config.host, config.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("playfield: cannot read the listening address: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if addr.ip().is_unspecified() {
+        println!(
+            "playfield: listening on http://{addr}/ (all interfaces): open http://localhost:{}/ in a browser",
+            addr.port()
+        );
+    } else {
+        println!("playfield: listening on http://{addr}/ : open it in a browser");
+    }
+    match playfield::server::run::<DotGame>(config, listener, shutdown_signal()).await {
+        Ok(()) => {
+            println!("playfield: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("playfield: server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}

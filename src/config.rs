@@ -1,0 +1,107 @@
+//! Server settings: every limit lives here, each with a flag, an environment
+//! variable and a default that is safe on a small machine.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Settings for one Playfield server, read from flags or the environment.
+///
+/// Every network-facing limit is configurable so that operators can tighten it,
+/// and every default is small enough that one hostile client cannot exhaust
+/// memory or CPU.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "playfield",
+    version,
+    about = "Authoritative multiplayer game server"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 8765)]
+    pub port: u16,
+
+    /// Simulation ticks per second in every room.
+    #[arg(long, env = "PLAYFIELD_TICK_RATE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=240))]
+    pub tick_rate: u32,
+
+    /// Players per room; a full room refuses newcomers (close 1013).
+    #[arg(long, env = "PLAYFIELD_ROOM_CAPACITY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub room_capacity: u32,
+
+    /// Most rooms that may exist at once.
+    #[arg(long, env = "PLAYFIELD_MAX_ROOMS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rooms: u32,
+
+    /// Most WebSocket connections at once; more are refused (close 1013).
+    #[arg(long, env = "PLAYFIELD_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Largest client message in bytes; larger ones close the connection (1009).
+    #[arg(long, env = "PLAYFIELD_MAX_MESSAGE_BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
+    pub max_message_bytes: u32,
+
+    /// Unapplied inputs kept per player; the room applies one per tick and
+    /// drops what overflows, so flooding gains no speed.
+    #[arg(long, env = "PLAYFIELD_INPUT_BUFFER", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub input_buffer: u32,
+
+    /// Seconds between WebSocket pings sent to each client.
+    #[arg(long, env = "PLAYFIELD_PING_INTERVAL", default_value = "5", value_parser = parse_secs)]
+    pub ping_interval: Duration,
+
+    /// Seconds without any frame from a client (not even a pong) before it is dropped.
+    #[arg(long, env = "PLAYFIELD_IDLE_TIMEOUT", default_value = "20", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+
+    /// Seconds one outgoing message may wait on a client that does not read
+    /// before that client is dropped.
+    #[arg(long, env = "PLAYFIELD_SEND_TIMEOUT", default_value = "5", value_parser = parse_secs)]
+    pub send_timeout: Duration,
+
+    /// Room for clients that do not ask for one with `?room=`.
+    #[arg(long, env = "PLAYFIELD_DEFAULT_ROOM", default_value = "lobby", value_parser = parse_room_arg)]
+    pub default_room: String,
+
+    /// Seconds to wait for clients to close on shutdown before exiting anyway.
+    #[arg(long, env = "PLAYFIELD_SHUTDOWN_GRACE", default_value = "3", value_parser = parse_secs)]
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// The defaults, as if started with no flags and no environment.
+    /// Tests start from this and change what they exercise.
+    pub fn for_tests() -> Self {
+        // Parsing an empty command line cannot fail: every field has a default.
+        let mut config = Config::parse_from(["playfield"]);
+        config.host = IpAddr::from([127, 0, 0, 1]);
+        config.port = 0;
+        config
+    }
+
+    /// Length of one tick.
+    pub fn tick_interval(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / f64::from(self.tick_rate))
+    }
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds (e.g. 5 or 0.5)"))?;
+    if !(0.01..=86_400.0).contains(&secs) {
+        return Err(format!(
+            "{secs} s is out of range: use 0.01 to 86400 seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_room_arg(s: &str) -> Result<String, String> {
+    crate::room::validate_room_name(s).map(str::to_owned)
+}

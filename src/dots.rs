@@ -1,0 +1,357 @@
+//! The dot game: the seed's game, made authoritative.
+//!
+//! A 500x500 map of coloured dots. Each player steers their dot; it moves at
+//! 200 px/s (10 px per tick at the default 20 Hz) and stays inside
+//! `[10, 490]` on both axes.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::game::{Game, PlayerId, SeedDirection, SeedPlayer};
+
+/// Width and height of the square map, in pixels.
+pub const WORLD_SIZE: f32 = 500.0;
+/// Smallest coordinate a dot's centre may take (the seed's 10 px margin).
+pub const MIN: f32 = 10.0;
+/// Largest coordinate a dot's centre may take.
+pub const MAX: f32 = 490.0;
+/// Speed in px/s: the seed's 10 px step, 20 times a second.
+pub const SPEED: f32 = 200.0;
+/// Dot radius in pixels, for renderers.
+pub const RADIUS: f32 = 10.0;
+/// Spawn positions are drawn uniformly from this inclusive range (as the seed).
+const SPAWN: std::ops::RangeInclusive<i32> = 50..=450;
+
+/// One tick of steering: a direction vector. Components outside `[-1, 1]` are
+/// clamped and vectors longer than 1 are normalised, so diagonals are not
+/// faster than straight lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DotInput {
+    pub x: f32,
+    pub y: f32,
+}
+
+impl DotInput {
+    /// The unit-or-shorter direction this input asks for.
+    fn direction(self) -> (f32, f32) {
+        let clamp = |v: f32| {
+            if v.is_finite() {
+                v.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            }
+        };
+        let (x, y) = (clamp(self.x), clamp(self.y));
+        let len = (x * x + y * y).sqrt();
+        if len > 1.0 {
+            (x / len, y / len)
+        } else {
+            (x, y)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Dot {
+    x: f32,
+    y: f32,
+    color: String,
+    /// Direction to move this tick; reset after every tick so a player only
+    /// moves on ticks where an input was applied.
+    steer: (f32, f32),
+}
+
+/// Everything one client sees.
+#[derive(Debug, Serialize)]
+pub struct DotSnapshot {
+    pub players: Vec<DotView>,
+}
+
+/// One dot in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DotView {
+    pub id: PlayerId,
+    pub x: f32,
+    pub y: f32,
+    pub color: String,
+}
+
+/// What a client needs to render and predict the dot game.
+#[derive(Debug, Serialize)]
+pub struct DotInfo {
+    pub width: f32,
+    pub height: f32,
+    pub speed: f32,
+    pub min: f32,
+    pub max: f32,
+    pub radius: f32,
+}
+
+/// The dot game's state: players by id, in id order so snapshots are stable.
+#[derive(Debug)]
+pub struct DotGame {
+    rng: SmallRng,
+    /// Pixels per tick at full speed.
+    step: f32,
+    dots: BTreeMap<PlayerId, Dot>,
+}
+
+impl DotGame {
+    /// Position of a player, if present.
+    pub fn position(&self, player: PlayerId) -> Option<(f32, f32)> {
+        self.dots.get(&player).map(|d| (d.x, d.y))
+    }
+
+    /// Puts a player at a given position (clamped); for tests and tools.
+    pub fn place(&mut self, player: PlayerId, x: f32, y: f32) {
+        if let Some(dot) = self.dots.get_mut(&player) {
+            dot.x = x.clamp(MIN, MAX);
+            dot.y = y.clamp(MIN, MAX);
+        }
+    }
+
+    /// Number of players.
+    pub fn len(&self) -> usize {
+        self.dots.len()
+    }
+
+    /// True when nobody is playing.
+    pub fn is_empty(&self) -> bool {
+        self.dots.is_empty()
+    }
+}
+
+impl Game for DotGame {
+    type Input = DotInput;
+    type Snapshot = DotSnapshot;
+    type Info = DotInfo;
+
+    fn new(seed: u64, tick_rate: u32) -> Self {
+        DotGame {
+            rng: SmallRng::seed_from_u64(seed),
+            step: SPEED / tick_rate.max(1) as f32,
+            dots: BTreeMap::new(),
+        }
+    }
+
+    fn join(&mut self, player: PlayerId) {
+        let x = self.rng.random_range(SPAWN) as f32;
+        let y = self.rng.random_range(SPAWN) as f32;
+        let color = format!("#{:06x}", self.rng.random_range(0..=0xFF_FFFFu32));
+        self.dots.insert(
+            player,
+            Dot {
+                x,
+                y,
+                color,
+                steer: (0.0, 0.0),
+            },
+        );
+    }
+
+    fn leave(&mut self, player: PlayerId) {
+        self.dots.remove(&player);
+    }
+
+    fn input(&mut self, player: PlayerId, input: DotInput) {
+        if let Some(dot) = self.dots.get_mut(&player) {
+            dot.steer = input.direction();
+        }
+    }
+
+    fn tick(&mut self) {
+        for dot in self.dots.values_mut() {
+            let (dx, dy) = std::mem::take(&mut dot.steer);
+            dot.x = (dot.x + dx * self.step).clamp(MIN, MAX);
+            dot.y = (dot.y + dy * self.step).clamp(MIN, MAX);
+        }
+    }
+
+    fn snapshot(&self) -> DotSnapshot {
+        DotSnapshot {
+            players: self
+                .dots
+                .iter()
+                .map(|(&id, d)| DotView {
+                    id,
+                    x: d.x,
+                    y: d.y,
+                    color: d.color.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn info(&self) -> DotInfo {
+        DotInfo {
+            width: WORLD_SIZE,
+            height: WORLD_SIZE,
+            speed: SPEED,
+            min: MIN,
+            max: MAX,
+            radius: RADIUS,
+        }
+    }
+
+    fn seed_move(direction: SeedDirection) -> Option<DotInput> {
+        let (x, y) = match direction {
+            SeedDirection::Up => (0.0, -1.0),
+            SeedDirection::Down => (0.0, 1.0),
+            SeedDirection::Left => (-1.0, 0.0),
+            SeedDirection::Right => (1.0, 0.0),
+        };
+        Some(DotInput { x, y })
+    }
+
+    fn seed_players(&self) -> Option<Vec<SeedPlayer>> {
+        Some(
+            self.dots
+                .iter()
+                .map(|(&id, d)| SeedPlayer {
+                    id: id.to_string(),
+                    x: d.x,
+                    y: d.y,
+                    color: d.color.clone(),
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn game_with(players: &[PlayerId]) -> DotGame {
+        let mut g = DotGame::new(7, 20);
+        for &p in players {
+            g.join(p);
+        }
+        g
+    }
+
+    #[test]
+    fn spawns_on_integer_positions_inside_the_spawn_square() {
+        let g = game_with(&(1..=200).collect::<Vec<_>>());
+        for v in g.snapshot().players {
+            assert!((50.0..=450.0).contains(&v.x) && (50.0..=450.0).contains(&v.y));
+            assert_eq!(v.x.fract(), 0.0);
+            assert_eq!(v.color.len(), 7);
+            assert!(v.color.starts_with('#'));
+            assert!(u32::from_str_radix(&v.color[1..], 16).is_ok());
+        }
+    }
+
+    #[test]
+    fn same_seed_same_world() {
+        let a = game_with(&[1, 2, 3]).snapshot().players;
+        let b = game_with(&[1, 2, 3]).snapshot().players;
+        assert_eq!(a, b);
+        let c = {
+            let mut g = DotGame::new(8, 20);
+            g.join(1);
+            g.snapshot().players
+        };
+        assert_ne!(a[0], c[0]);
+    }
+
+    #[test]
+    fn one_input_moves_one_step_of_ten_pixels() {
+        let mut g = game_with(&[1]);
+        g.place(1, 100.0, 100.0);
+        g.input(1, DotInput { x: 1.0, y: 0.0 });
+        g.tick();
+        assert_eq!(g.position(1), Some((110.0, 100.0)));
+        // No input on the next tick: the dot stays.
+        g.tick();
+        assert_eq!(g.position(1), Some((110.0, 100.0)));
+    }
+
+    #[test]
+    fn seed_directions_match_screen_axes() {
+        let mut g = game_with(&[1]);
+        for (dir, expect) in [
+            (SeedDirection::Up, (100.0, 90.0)),
+            (SeedDirection::Down, (100.0, 110.0)),
+            (SeedDirection::Left, (90.0, 100.0)),
+            (SeedDirection::Right, (110.0, 100.0)),
+        ] {
+            g.place(1, 100.0, 100.0);
+            let input = DotGame::seed_move(dir).unwrap();
+            g.input(1, input);
+            g.tick();
+            assert_eq!(g.position(1), Some(expect), "{dir:?}");
+        }
+    }
+
+    #[test]
+    fn diagonals_are_normalised() {
+        let mut g = game_with(&[1]);
+        g.place(1, 100.0, 100.0);
+        g.input(1, DotInput { x: 1.0, y: 1.0 });
+        g.tick();
+        let (x, y) = g.position(1).unwrap();
+        let dist = ((x - 100.0).powi(2) + (y - 100.0).powi(2)).sqrt();
+        assert!((dist - 10.0).abs() < 1e-4, "moved {dist}");
+    }
+
+    #[test]
+    fn clamps_to_the_margin() {
+        let mut g = game_with(&[1]);
+        g.place(1, 15.0, 485.0);
+        g.input(1, DotInput { x: -1.0, y: 1.0 });
+        g.tick();
+        g.input(1, DotInput { x: -1.0, y: 1.0 });
+        g.tick();
+        assert_eq!(g.position(1), Some((MIN, MAX)));
+    }
+
+    #[test]
+    fn speed_follows_tick_rate() {
+        let mut g = DotGame::new(1, 40);
+        g.join(1);
+        g.place(1, 100.0, 100.0);
+        g.input(1, DotInput { x: 0.0, y: 1.0 });
+        g.tick();
+        assert_eq!(g.position(1), Some((100.0, 105.0)));
+    }
+
+    #[test]
+    fn leave_removes_and_ignores_unknown() {
+        let mut g = game_with(&[1, 2]);
+        g.leave(1);
+        g.leave(99);
+        g.input(99, DotInput { x: 1.0, y: 0.0 });
+        assert_eq!(g.len(), 1);
+        assert_eq!(g.snapshot().players[0].id, 2);
+        let seed = g.seed_players().unwrap();
+        assert_eq!(seed[0].id, "2");
+    }
+
+    proptest! {
+        /// Whatever a client sends, a dot moves at most one step per tick and
+        /// never leaves the map.
+        #[test]
+        fn never_faster_than_a_step_nor_outside(
+            inputs in proptest::collection::vec((-1e6f32..1e6, -1e6f32..1e6), 1..50),
+            start in (0f32..500.0, 0f32..500.0),
+        ) {
+            let mut g = game_with(&[1]);
+            g.place(1, start.0, start.1);
+            for (x, y) in inputs {
+                let before = g.position(1).unwrap();
+                g.input(1, DotInput { x, y });
+                g.tick();
+                let after = g.position(1).unwrap();
+                let d = ((after.0 - before.0).powi(2) + (after.1 - before.1).powi(2)).sqrt();
+                prop_assert!(d <= 10.0 + 1e-3);
+                prop_assert!((MIN..=MAX).contains(&after.0) && (MIN..=MAX).contains(&after.1));
+            }
+        }
+    }
+}

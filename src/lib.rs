@@ -1,0 +1,19 @@
+//! Playfield: an authoritative multiplayer game server for real-time browser
+//! games.
+//!
+//! Data flows socket → [`session`] → [`room`] (tick of a [`game::Game`]) →
+//! snapshot → sessions. The binary in `src/bin/playfield.rs` only parses
+//! [`config::Config`], binds, and calls [`server::run`] with the dot game.
+//! See `docs/ARCHITECTURE.md`.
+
+pub mod assets;
+pub mod config;
+pub mod dots;
+pub mod game;
+pub mod protocol;
+pub mod room;
+pub mod server;
+pub mod session;
+
+pub use config::Config;
+pub use game::Game;

@@ -1,0 +1,477 @@
+//! Rooms: one task per room owns its game and ticks it at a fixed rate.
+//!
+//! Sessions never touch the game. They send `Join`/`Leave` over the room's
+//! command channel and push inputs into their own small bounded queue, which
+//! the room drains at most one input per player per tick; that is what makes
+//! flooding useless. After every tick the room serialises its snapshot once and
+//! publishes it on a `watch` channel: each session picks up the newest frame
+//! when it is ready, so a slow reader skips frames instead of queueing them and
+//! can never slow the room down.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::ws::Utf8Bytes;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, info};
+
+use crate::game::{Game, PlayerId};
+use crate::protocol::{encode, unix_millis, Protocol};
+
+/// Longest room name, in bytes.
+pub const MAX_ROOM_NAME: usize = 32;
+
+/// Checks a room name: 1 to 32 characters of `A-Z a-z 0-9 _ -`.
+pub fn validate_room_name(name: &str) -> Result<&str, String> {
+    if name.is_empty() || name.len() > MAX_ROOM_NAME {
+        return Err(format!(
+            "room name must be 1 to {MAX_ROOM_NAME} characters long (got {})",
+            name.chars().count()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "room name may only contain A-Z, a-z, 0-9, `_` and `-` (found {bad:?})"
+        ));
+    }
+    Ok(name)
+}
+
+/// One tick's output, shared by every session in the room.
+#[derive(Debug, Default)]
+pub struct Frame {
+    pub tick: u64,
+    /// Server time of the tick, ms since the Unix epoch.
+    pub time: f64,
+    /// `state` JSON for native clients; present while any are in the room.
+    pub native_state: Option<String>,
+    /// Complete seed `state_update` message; present while seed clients are in
+    /// the room. `Utf8Bytes` so every seed client sends the same buffer.
+    pub seed_message: Option<Utf8Bytes>,
+    /// `(player, last applied input seq)`, sorted by player id.
+    pub acks: Vec<(PlayerId, u32)>,
+}
+
+impl Frame {
+    /// The last input `seq` of `player` this frame reflects (0 if none).
+    pub fn ack(&self, player: PlayerId) -> u32 {
+        self.acks
+            .binary_search_by_key(&player, |&(p, _)| p)
+            .ok()
+            .and_then(|i| self.acks.get(i))
+            .map_or(0, |&(_, seq)| seq)
+    }
+}
+
+/// What a session gets back when it joins.
+pub struct Joined<I> {
+    /// Its input queue; `try_send` and drop on full.
+    pub inputs: mpsc::Sender<(u32, I)>,
+    /// The game's `welcome` world description, serialised.
+    pub info_json: String,
+}
+
+/// Messages from sessions to their room.
+pub enum Command<G: Game> {
+    Join {
+        player: PlayerId,
+        protocol: Protocol,
+        reply: oneshot::Sender<Joined<G::Input>>,
+    },
+    /// `last` is decided by the registry: the room stops after the last player leaves.
+    Leave { player: PlayerId, last: bool },
+}
+
+/// A session's way into a room.
+pub struct RoomHandle<G: Game> {
+    pub commands: mpsc::Sender<Command<G>>,
+    pub frames: watch::Receiver<Arc<Frame>>,
+}
+
+impl<G: Game> Clone for RoomHandle<G> {
+    fn clone(&self) -> Self {
+        RoomHandle {
+            commands: self.commands.clone(),
+            frames: self.frames.clone(),
+        }
+    }
+}
+
+/// Settings a room runs with.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    pub tick_rate: u32,
+    pub input_buffer: usize,
+}
+
+struct Member<I> {
+    protocol: Protocol,
+    inputs: mpsc::Receiver<(u32, I)>,
+    ack: u32,
+}
+
+/// The room task's state.
+struct Room<G: Game> {
+    name: String,
+    game: G,
+    config: RoomConfig,
+    members: BTreeMap<PlayerId, Member<G::Input>>,
+    tick: u64,
+    frames: watch::Sender<Arc<Frame>>,
+}
+
+impl<G: Game> Room<G> {
+    fn join(&mut self, player: PlayerId, protocol: Protocol) -> Joined<G::Input> {
+        let (tx, rx) = mpsc::channel(self.config.input_buffer.max(1));
+        self.game.join(player);
+        self.members.insert(
+            player,
+            Member {
+                protocol,
+                inputs: rx,
+                ack: 0,
+            },
+        );
+        Joined {
+            inputs: tx,
+            info_json: serde_json::to_string(&self.game.info()).unwrap_or_else(|_| "{}".into()),
+        }
+    }
+
+    fn leave(&mut self, player: PlayerId) {
+        self.members.remove(&player);
+        self.game.leave(player);
+    }
+
+    /// One tick: at most one input per player, advance, publish.
+    fn step(&mut self, now: SystemTime) {
+        for (&player, member) in &mut self.members {
+            if let Ok((seq, input)) = member.inputs.try_recv() {
+                self.game.input(player, input);
+                member.ack = seq;
+            }
+        }
+        self.game.tick();
+        self.tick += 1;
+
+        let (mut natives, mut seeds) = (false, false);
+        for m in self.members.values() {
+            match m.protocol {
+                Protocol::NativeJson => natives = true,
+                Protocol::Seed => seeds = true,
+            }
+        }
+        let native_state = natives
+            .then(|| serde_json::to_string(&self.game.snapshot()).ok())
+            .flatten();
+        let seed_message = if seeds {
+            self.game
+                .seed_players()
+                .map(|players| Utf8Bytes::from(encode::seed_state(&players)))
+        } else {
+            None
+        };
+        let frame = Frame {
+            tick: self.tick,
+            time: unix_millis(now),
+            native_state,
+            seed_message,
+            acks: self.members.iter().map(|(&p, m)| (p, m.ack)).collect(),
+        };
+        // `send_replace` stores the frame even while no session is subscribed.
+        self.frames.send_replace(Arc::new(frame));
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command<G>>, tick_interval: Duration) {
+        let mut ticker = tokio::time::interval(tick_interval);
+        // After a stall, do not fire a burst of catch-up ticks at clients.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                // Joins and leaves first, so a tick never sees a half-joined player.
+                biased;
+                command = commands.recv() => match command {
+                    Some(Command::Join { player, protocol, reply }) => {
+                        let joined = self.join(player, protocol);
+                        if reply.send(joined).is_err() {
+                            // The session gave up while joining.
+                            self.leave(player);
+                        }
+                    }
+                    Some(Command::Leave { player, last }) => {
+                        self.leave(player);
+                        if last {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = ticker.tick() => self.step(SystemTime::now()),
+            }
+        }
+        debug!(room = %self.name, ticks = self.tick, "room closed");
+    }
+}
+
+/// Why a player could not get into a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveError {
+    RoomFull { room: String, capacity: u32 },
+    TooManyRooms { max: u32 },
+}
+
+impl std::fmt::Display for ReserveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReserveError::RoomFull { room, capacity } => write!(
+                f,
+                "room `{room}` is full ({capacity} players max); try again later or pick another room"
+            ),
+            ReserveError::TooManyRooms { max } => write!(
+                f,
+                "the server has reached its limit of {max} rooms; join an existing room or try again later"
+            ),
+        }
+    }
+}
+
+struct Entry<G: Game> {
+    handle: RoomHandle<G>,
+    players: u32,
+}
+
+/// A room's line in `GET /rooms`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RoomSummary {
+    pub name: String,
+    pub players: u32,
+    pub capacity: u32,
+}
+
+/// All rooms of a server, by name.
+///
+/// Player counts are kept here, under one lock, so that "is it full", "create
+/// it" and "was that the last player" are decided atomically; the room task
+/// learns from `Leave { last }` when to stop.
+pub struct Rooms<G: Game> {
+    rooms: Mutex<HashMap<String, Entry<G>>>,
+    capacity: u32,
+    max_rooms: u32,
+    config: RoomConfig,
+    tick_interval: Duration,
+    /// Feeds each new room's game RNG a different seed.
+    seeds: AtomicU64,
+}
+
+impl<G: Game> Rooms<G> {
+    pub fn new(capacity: u32, max_rooms: u32, config: RoomConfig, tick_interval: Duration) -> Self {
+        let seed = unix_millis(SystemTime::now()) as u64;
+        Rooms {
+            rooms: Mutex::new(HashMap::new()),
+            capacity,
+            max_rooms,
+            config,
+            tick_interval,
+            seeds: AtomicU64::new(seed),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry<G>>> {
+        // The map stays consistent even if a holder panicked: every update is one call.
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a player into `name`, creating and starting the room if needed.
+    /// Must be called within a tokio runtime.
+    pub fn reserve(&self, name: &str) -> Result<RoomHandle<G>, ReserveError> {
+        let mut rooms = self.lock();
+        if let Some(entry) = rooms.get_mut(name) {
+            if entry.players >= self.capacity {
+                return Err(ReserveError::RoomFull {
+                    room: name.to_owned(),
+                    capacity: self.capacity,
+                });
+            }
+            entry.players += 1;
+            return Ok(entry.handle.clone());
+        }
+        if rooms.len() >= self.max_rooms as usize {
+            return Err(ReserveError::TooManyRooms {
+                max: self.max_rooms,
+            });
+        }
+        let handle = self.spawn(name);
+        rooms.insert(
+            name.to_owned(),
+            Entry {
+                handle: handle.clone(),
+                players: 1,
+            },
+        );
+        info!(room = name, "room created");
+        Ok(handle)
+    }
+
+    /// Counts a player out of `name`; true if it was the last one (the room
+    /// is then forgotten, and stops once it processes that player's `Leave`).
+    pub fn release(&self, name: &str) -> bool {
+        let mut rooms = self.lock();
+        let Some(entry) = rooms.get_mut(name) else {
+            return false;
+        };
+        entry.players = entry.players.saturating_sub(1);
+        if entry.players == 0 {
+            rooms.remove(name);
+            info!(room = name, "room removed (empty)");
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Every room with its player count, sorted by name.
+    pub fn summaries(&self) -> Vec<RoomSummary> {
+        let mut list: Vec<RoomSummary> = self
+            .lock()
+            .iter()
+            .map(|(name, e)| RoomSummary {
+                name: name.clone(),
+                players: e.players,
+                capacity: self.capacity,
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    fn spawn(&self, name: &str) -> RoomHandle<G> {
+        let (commands_tx, commands_rx) = mpsc::channel(256);
+        let (frames_tx, frames_rx) = watch::channel(Arc::new(Frame::default()));
+        let seed = self
+            .seeds
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        let room = Room {
+            name: name.to_owned(),
+            game: G::new(seed, self.config.tick_rate),
+            config: self.config.clone(),
+            members: BTreeMap::new(),
+            tick: 0,
+            frames: frames_tx,
+        };
+        tokio::spawn(room.run(commands_rx, self.tick_interval));
+        RoomHandle {
+            commands: commands_tx,
+            frames: frames_rx,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dots::{DotGame, DotInput};
+
+    fn room() -> Room<DotGame> {
+        let (frames, _) = watch::channel(Arc::new(Frame::default()));
+        Room {
+            name: "t".into(),
+            game: DotGame::new(1, 20),
+            config: RoomConfig {
+                tick_rate: 20,
+                input_buffer: 4,
+            },
+            members: BTreeMap::new(),
+            tick: 0,
+            frames,
+        }
+    }
+
+    #[test]
+    fn room_names() {
+        assert!(validate_room_name("lobby").is_ok());
+        assert!(validate_room_name("A-b_9").is_ok());
+        assert!(validate_room_name("").is_err());
+        assert!(validate_room_name(&"a".repeat(33)).is_err());
+        let e = validate_room_name("a b").unwrap_err();
+        assert!(e.contains("' '"), "{e}");
+        assert!(validate_room_name("é").is_err());
+    }
+
+    #[test]
+    fn one_input_per_tick_and_overflow_dropped() {
+        let mut r = room();
+        let joined = r.join(1, Protocol::NativeJson);
+        r.game.place(1, 100.0, 100.0);
+        let mut accepted = 0;
+        for seq in 1..=10 {
+            if joined
+                .inputs
+                .try_send((seq, DotInput { x: 1.0, y: 0.0 }))
+                .is_ok()
+            {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 4, "queue holds input_buffer inputs");
+        for _ in 0..10 {
+            r.step(SystemTime::now());
+        }
+        // Four inputs, four steps, however many were sent.
+        assert_eq!(r.game.position(1), Some((140.0, 100.0)));
+        let frame = r.frames.borrow().clone();
+        assert_eq!(frame.ack(1), 4);
+        assert_eq!(frame.ack(2), 0);
+        assert_eq!(frame.tick, 10);
+        assert!(frame.native_state.is_some());
+        assert!(frame.seed_message.is_none());
+    }
+
+    #[test]
+    fn seed_members_get_a_shared_state_update() {
+        let mut r = room();
+        r.join(1, Protocol::Seed);
+        r.step(SystemTime::now());
+        let frame = r.frames.borrow().clone();
+        let msg = frame.seed_message.as_ref().unwrap();
+        let v: serde_json::Value = serde_json::from_str(msg.as_str()).unwrap();
+        assert_eq!(v["type"], "state_update");
+        assert_eq!(v["players"][0]["id"], "1");
+        assert!(frame.native_state.is_none());
+    }
+
+    #[tokio::test]
+    async fn registry_counts_capacity_and_removal() {
+        let rooms: Rooms<DotGame> = Rooms::new(
+            2,
+            2,
+            RoomConfig {
+                tick_rate: 20,
+                input_buffer: 4,
+            },
+            Duration::from_millis(50),
+        );
+        rooms.reserve("a").unwrap();
+        rooms.reserve("a").unwrap();
+        assert!(matches!(
+            rooms.reserve("a"),
+            Err(ReserveError::RoomFull { .. })
+        ));
+        rooms.reserve("b").unwrap();
+        assert_eq!(
+            rooms.reserve("c").err(),
+            Some(ReserveError::TooManyRooms { max: 2 })
+        );
+        assert_eq!(rooms.summaries().len(), 2);
+        assert!(!rooms.release("a"));
+        assert!(rooms.release("a"));
+        assert_eq!(rooms.summaries()[0].name, "b");
+        assert!(!rooms.release("zzz"));
+    }
+}

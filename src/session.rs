@@ -1,0 +1,415 @@
+//! One task per WebSocket connection.
+//!
+//! A session joins its room, then loops over four things at once: frames the
+//! room publishes (sent as they come, newest only), frames from the client
+//! (decoded and passed on), a ping timer, and an idle deadline. Every send is
+//! bounded by `send_timeout`, so a client that stops reading costs at most that
+//! long before it is dropped, and it never delays the room or anyone else: the
+//! room publishes on a `watch` channel and does not wait for sessions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::{debug, info, warn};
+
+use crate::game::{Game, PlayerId};
+use crate::protocol::{self, encode, ClientMessage, ErrorCode, Protocol, ProtocolError};
+use crate::room::{validate_room_name, Command, Frame, RoomHandle};
+use crate::server::Shared;
+
+/// WebSocket close codes we use (RFC 6455 §7.4.1).
+pub mod close_code {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+/// Bad messages logged at `warn` per connection; the rest go to `debug`, so
+/// a client spamming garbage cannot flood the log.
+const LOUD_BAD_MESSAGES: u32 = 3;
+
+/// Why a session ended, for the disconnect log line.
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    Shutdown,
+    Closed { code: u16, reason: String },
+    SlowClient,
+    SocketError(String),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::ClientClosed => f.write_str("client closed"),
+            End::Shutdown => f.write_str("server shutting down"),
+            End::Closed { code, reason } => write!(f, "closed by server ({code}: {reason})"),
+            End::SlowClient => f.write_str("client not reading (send timeout)"),
+            End::SocketError(e) => write!(f, "socket error: {e}"),
+        }
+    }
+}
+
+/// What the upgrade handler decided before the socket existed.
+pub struct Admission {
+    pub protocol: Protocol,
+    pub room: Option<String>,
+    /// `None` when the connection limit was already reached.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Runs one connection from upgrade to close.
+pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: Admission) {
+    let protocol = admission.protocol;
+    let mut conn = Connection {
+        socket,
+        protocol,
+        send_timeout: shared.config.send_timeout,
+    };
+    let Some(_permit) = admission.permit else {
+        let reason = format!(
+            "server is full ({} connections max); try again later",
+            shared.config.max_connections
+        );
+        debug!("refused a connection: {reason}");
+        conn.refuse(ErrorCode::ServerFull, close_code::TRY_AGAIN_LATER, reason)
+            .await;
+        return;
+    };
+    let room = admission
+        .room
+        .unwrap_or_else(|| shared.config.default_room.clone());
+    if let Err(why) = validate_room_name(&room) {
+        let shown = protocol::truncate(&room, 40);
+        let reason = format!("invalid room `{shown}`: {why}");
+        debug!("refused a connection: {reason}");
+        conn.refuse(ErrorCode::InvalidRoom, close_code::POLICY, reason)
+            .await;
+        return;
+    }
+    let handle = match shared.rooms.reserve(&room) {
+        Ok(handle) => handle,
+        Err(why) => {
+            debug!("refused a connection: {why}");
+            conn.refuse(
+                ErrorCode::RoomFull,
+                close_code::TRY_AGAIN_LATER,
+                why.to_string(),
+            )
+            .await;
+            return;
+        }
+    };
+    let player = shared.next_player_id();
+    let (reply, joined) = oneshot::channel();
+    let join = Command::Join {
+        player,
+        protocol,
+        reply,
+    };
+    let joined = match handle.commands.send(join).await {
+        Ok(()) => joined.await.ok(),
+        Err(_) => None,
+    };
+    let Some(joined) = joined else {
+        // The room stopped under us; it cannot happen while we hold a
+        // reservation, but a refusal is better than a panic if it does.
+        shared.rooms.release(&room);
+        conn.close(
+            close_code::INTERNAL,
+            "room closed unexpectedly; reconnect".into(),
+        )
+        .await;
+        return;
+    };
+
+    let total = shared.player_joined();
+    info!(
+        player,
+        room = %room,
+        protocol = protocol.name(),
+        "Player {player} connected. Total players: {total}"
+    );
+
+    let welcome = match protocol {
+        Protocol::Seed => encode::seed_init(player),
+        Protocol::NativeJson => encode::welcome(
+            player,
+            &room,
+            shared.config.tick_rate,
+            shared.config.input_buffer,
+            protocol::unix_millis(std::time::SystemTime::now()),
+            &RawJson(&joined.info_json),
+        ),
+    };
+    let end = match conn.send(Message::Text(welcome.into())).await {
+        Ok(()) => {
+            let mut live = Live {
+                conn,
+                player,
+                frames: handle.frames.clone(),
+                inputs: joined.inputs,
+                bad_messages: 0,
+                dropped_inputs: 0,
+            };
+            live.serve(&shared).await
+        }
+        Err(end) => end,
+    };
+
+    let last = shared.rooms.release(&room);
+    leave(&handle, player, last).await;
+    let total = shared.player_left();
+    info!(
+        player,
+        room = %room,
+        reason = %end,
+        "Player {player} disconnected. Total players: {total}"
+    );
+}
+
+async fn leave<G: Game>(handle: &RoomHandle<G>, player: PlayerId, last: bool) {
+    // If the room is gone there is nothing to leave.
+    let _ = handle.commands.send(Command::Leave { player, last }).await;
+}
+
+/// Pre-serialised JSON embedded as-is in a `serde_json::json!` value.
+struct RawJson<'a>(&'a str);
+
+impl serde::Serialize for RawJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match serde_json::from_str::<serde_json::Value>(self.0) {
+            Ok(v) => v.serialize(s),
+            Err(_) => s.serialize_unit(),
+        }
+    }
+}
+
+/// The socket with its protocol and send policy.
+struct Connection {
+    socket: WebSocket,
+    protocol: Protocol,
+    send_timeout: Duration,
+}
+
+impl Connection {
+    /// Sends one message, giving up on clients that do not take it in time.
+    async fn send(&mut self, msg: Message) -> Result<(), End> {
+        match timeout(self.send_timeout, self.socket.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(End::SocketError(e.to_string())),
+            Err(_) => Err(End::SlowClient),
+        }
+    }
+
+    /// Sends a close frame and waits briefly for the client's reply, so the
+    /// close handshake completes and the client sees our code and reason.
+    async fn close(&mut self, code: u16, reason: String) -> End {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from(protocol::truncate(&reason, 123)),
+        };
+        if self.send(Message::Close(Some(frame))).await.is_ok() {
+            let _ = timeout(Duration::from_secs(1), async {
+                while let Some(Ok(msg)) = self.socket.recv().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        End::Closed { code, reason }
+    }
+
+    /// Tells the client why it cannot play (an `error` message, then a close).
+    async fn refuse(&mut self, code: ErrorCode, close: u16, message: String) {
+        let err = ProtocolError {
+            code,
+            message: message.clone(),
+        };
+        if self
+            .send(Message::Text(encode::error(&err).into()))
+            .await
+            .is_ok()
+        {
+            self.close(close, message).await;
+        }
+    }
+
+    /// The message carrying `frame` for this client, if the frame has one for
+    /// our protocol (frames from before we joined may not).
+    fn frame_message(&self, frame: &Frame, player: PlayerId) -> Option<Message> {
+        match self.protocol {
+            Protocol::Seed => frame.seed_message.clone().map(Message::Text),
+            Protocol::NativeJson => frame.native_state.as_deref().map(|state| {
+                Message::Text(
+                    encode::snapshot(frame.tick, frame.time, frame.ack(player), state).into(),
+                )
+            }),
+        }
+    }
+}
+
+/// A session that has joined its room.
+struct Live<I> {
+    conn: Connection,
+    player: PlayerId,
+    frames: tokio::sync::watch::Receiver<Arc<Frame>>,
+    inputs: mpsc::Sender<(u32, I)>,
+    bad_messages: u32,
+    dropped_inputs: u64,
+}
+
+impl<I: Send + 'static> Live<I> {
+    async fn serve<G: Game<Input = I>>(&mut self, shared: &Shared<G>) -> End {
+        let config = &shared.config;
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+        // Liveness is measured by pongs: a client that stops reading also
+        // stops answering pings, even if it keeps sending.
+        let mut last_pong = Instant::now();
+        self.frames.mark_unchanged();
+        loop {
+            let result = tokio::select! {
+                biased;
+                _ = shared.shutdown.cancelled() => {
+                    return match self.conn.close(close_code::GOING_AWAY, "server shutting down".into()).await {
+                        End::Closed { .. } => End::Shutdown,
+                        other => other,
+                    };
+                }
+                incoming = self.conn.socket.recv() => match incoming {
+                    None | Some(Ok(Message::Close(_))) => return End::ClientClosed,
+                    Some(Ok(Message::Pong(_))) => { last_pong = Instant::now(); Ok(()) }
+                    Some(Ok(Message::Ping(_))) => Ok(()), // answered by the WebSocket layer
+                    Some(Ok(Message::Text(text))) => self.on_text::<G>(text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => {
+                        return self.conn.close(
+                            close_code::UNSUPPORTED_DATA,
+                            format!("binary frames are not accepted by protocol {}; send JSON text frames", self.conn.protocol.name()),
+                        ).await;
+                    }
+                    Some(Err(e)) => return self.on_socket_error(e, config.max_message_bytes).await,
+                },
+                changed = self.frames.changed() => {
+                    if changed.is_err() {
+                        return self.conn.close(close_code::INTERNAL, "room closed unexpectedly; reconnect".into()).await;
+                    }
+                    let frame = Arc::clone(&self.frames.borrow_and_update());
+                    match self.conn.frame_message(&frame, self.player) {
+                        Some(msg) => self.conn.send(msg).await,
+                        None => Ok(()),
+                    }
+                }
+                _ = ping.tick() => self.conn.send(Message::Ping(Default::default())).await,
+                _ = sleep_until(last_pong + config.idle_timeout) => {
+                    let secs = config.idle_timeout.as_secs_f64();
+                    return self.conn.close(
+                        close_code::GOING_AWAY,
+                        format!("idle timeout: no pong for {secs} s; answer WebSocket pings to stay connected"),
+                    ).await;
+                }
+            };
+            if let Err(end) = result {
+                return end;
+            }
+        }
+    }
+
+    async fn on_text<G: Game<Input = I>>(&mut self, text: &str) -> Result<(), End> {
+        match protocol::decode::<G>(self.conn.protocol, text) {
+            Ok(ClientMessage::Input { seq, input }) => {
+                match self.inputs.try_send((seq, input)) {
+                    Ok(()) => {}
+                    // A full queue means the client sends faster than the tick:
+                    // dropping is the rule that makes flooding useless.
+                    Err(TrySendError::Full(_)) => {
+                        self.dropped_inputs += 1;
+                        if self.dropped_inputs.is_power_of_two() {
+                            debug!(
+                                player = self.player,
+                                dropped = self.dropped_inputs,
+                                "input queue full, dropping inputs"
+                            );
+                        }
+                    }
+                    Err(TrySendError::Closed(_)) => {}
+                }
+                Ok(())
+            }
+            Ok(ClientMessage::Ping { id }) => {
+                let now = protocol::unix_millis(std::time::SystemTime::now());
+                self.conn
+                    .send(Message::Text(encode::pong(id, now).into()))
+                    .await
+            }
+            Err(err) => {
+                self.bad_messages += 1;
+                if self.bad_messages <= LOUD_BAD_MESSAGES {
+                    warn!(
+                        player = self.player,
+                        code = err.code.as_str(),
+                        "bad message: {}",
+                        err.message
+                    );
+                    if self.bad_messages == LOUD_BAD_MESSAGES {
+                        warn!(
+                            player = self.player,
+                            "further bad messages from this player are logged at debug level"
+                        );
+                    }
+                } else {
+                    debug!(
+                        player = self.player,
+                        code = err.code.as_str(),
+                        "bad message: {}",
+                        err.message
+                    );
+                }
+                self.conn
+                    .send(Message::Text(encode::error(&err).into()))
+                    .await
+            }
+        }
+    }
+
+    /// Maps a failed read to the close code the RFC assigns to it.
+    async fn on_socket_error(&mut self, err: axum::Error, limit: u32) -> End {
+        use tungstenite::error::{CapacityError, Error as WsError};
+        let inner = err.into_inner();
+        match inner.downcast_ref::<WsError>() {
+            Some(WsError::Capacity(cap)) => {
+                let size = match cap {
+                    CapacityError::MessageTooLong { size, .. } => format!("{size} bytes"),
+                    _ => "a message".to_owned(),
+                };
+                debug!(player = self.player, "message too big: {cap}");
+                self.conn
+                    .close(
+                        close_code::TOO_BIG,
+                        format!("{size} exceeds the limit of {limit} bytes per message"),
+                    )
+                    .await
+            }
+            Some(WsError::Utf8(_)) => {
+                debug!(player = self.player, "invalid UTF-8 in a text frame");
+                self.conn
+                    .close(
+                        close_code::INVALID_PAYLOAD,
+                        "text frame is not valid UTF-8".into(),
+                    )
+                    .await
+            }
+            _ => End::SocketError(inner.to_string()),
+        }
+    }
+}
