@@ -1,0 +1,202 @@
+//! A real server on an ephemeral loopback port and real WebSocket clients.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use playfield::dots::DotGame;
+use playfield::Config;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::for_tests();
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(playfield::server::run::<DotGame>(config, listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Asks the server to shut down (like SIGTERM).
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// A seed-protocol client (no subprotocol), on `/` like the seed's client.
+    pub async fn seed(&self) -> Ws {
+        connect(&self.url("/"), None).await
+    }
+
+    /// A seed-protocol client in a room.
+    pub async fn seed_in(&self, room: &str) -> Ws {
+        connect(&self.url(&format!("/?room={room}")), None).await
+    }
+
+    /// A native-protocol client.
+    pub async fn native(&self, query: &str) -> Ws {
+        connect(&self.url(&format!("/ws{query}")), Some("playfield.v1.json")).await
+    }
+}
+
+pub async fn connect(url: &str, subprotocol: Option<&str>) -> Ws {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(p) = subprotocol {
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", p.parse().unwrap());
+    }
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    if let Some(p) = subprotocol {
+        assert_eq!(
+            resp.headers().get("sec-websocket-protocol").unwrap(),
+            p,
+            "server echoes the subprotocol"
+        );
+    }
+    ws
+}
+
+/// The next text message as JSON (pings and pongs are skipped).
+pub async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("timed out waiting for a message")
+            .expect("connection ended")
+            .expect("socket error");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// The next message whose `type` is `kind`.
+pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let v = next_json(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
+/// Waits until a message of `kind` satisfies `pred`.
+pub async fn wait_for(ws: &mut Ws, kind: &str, mut pred: impl FnMut(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        let v = next_of(ws, kind).await;
+        if pred(&v) {
+            return v;
+        }
+    }
+}
+
+/// Reads until the server closes; returns its close frame.
+pub async fn expect_close(ws: &mut Ws) -> CloseFrame {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("timed out waiting for close");
+        match msg {
+            Some(Ok(Message::Close(Some(frame)))) => return frame,
+            Some(Ok(Message::Close(None))) => panic!("close without a code"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("socket error before close: {e}"),
+            None => panic!("connection ended without a close frame"),
+        }
+    }
+}
+
+pub async fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+pub async fn send_text(ws: &mut Ws, s: &str) {
+    ws.send(Message::text(s)).await.unwrap();
+}
+
+/// `(x, y)` of player `id` (seed string or native number) in a state list.
+pub fn find(players: &Value, id: &Value) -> Option<(f64, f64)> {
+    players
+        .as_array()?
+        .iter()
+        .find(|p| &p["id"] == id)
+        .map(|p| (p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap()))
+}
+
+/// The players array of a seed `state_update` or a native `snapshot`.
+pub fn players(msg: &Value) -> &Value {
+    if msg["type"] == "snapshot" {
+        &msg["state"]["players"]
+    } else {
+        &msg["players"]
+    }
+}
+
+/// Plain HTTP GET: `(status, body)`.
+pub async fn http_get(url: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = TcpStream::connect(host).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}

@@ -1,0 +1,110 @@
+/**
+ * Shared plumbing for the browser end-to-end tests: start a real Playfield
+ * server on an ephemeral loopback port, launch Debian's Chromium through
+ * playwright-core, poll for conditions, save screenshots.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN = process.env.PLAYFIELD_BIN || path.join(ROOT, 'target/release/playfield');
+export const SHOTS = path.join(ROOT, 'test-artifacts/screenshots');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+/**
+ * Spawn the server and resolve once it prints its address.
+ * @param {{port?: number, args?: string[]}} opts  port 0 = ephemeral
+ * @returns {Promise<{url: string, host: string, port: number, stop: () => Promise<void>, kill: () => Promise<void>, output: () => string}>}
+ */
+export function startServer({ port = 0, args = [] } = {}) {
+  if (!existsSync(BIN)) {
+    throw new Error(`server binary not found at ${BIN}: run \`cargo build --release\` or set PLAYFIELD_BIN`);
+  }
+  const child = spawn(BIN, ['--host', '127.0.0.1', '--port', String(port), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+  });
+  let out = '';
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const stopWith = (signal) => async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not print its address within 15 s:\n${out}`));
+    }, 15_000);
+    const onData = (buf) => {
+      out += buf;
+      const m = out.match(/listening on http:\/\/([^/\s]+)\//);
+      if (m) {
+        clearTimeout(timer);
+        const host = m[1];
+        resolve({
+          url: `http://${host}/`,
+          host,
+          port: Number(host.split(':').pop()),
+          stop: stopWith('SIGTERM'),
+          kill: stopWith('SIGKILL'),
+          output: () => out,
+        });
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', (b) => { out += b; });
+    child.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited early (${code ?? sig}):\n${out}`));
+    });
+  });
+}
+
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM} (apt-get install chromium)`);
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+/** Poll `fn` until it returns a truthy value; return it, or throw after `timeout`. */
+export async function until(fn, { timeout = 10_000, interval = 50, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Open our client and wait until it is connected with an id. */
+export async function openClient(context, baseUrl, room) {
+  const page = await context.newPage();
+  page.on('pageerror', (err) => { page.__errors = [...(page.__errors || []), err]; });
+  await page.goto(room ? `${baseUrl}?room=${room}` : baseUrl);
+  await page.waitForFunction(() => window.playfield?.status === 'connected' && window.playfield.id !== null, null, { timeout: 15_000 });
+  return page;
+}
+
+/** The player `id` as seen by `page` (serverPlayers: the newest snapshot). */
+export async function serverPos(page, id) {
+  return page.evaluate((pid) => window.playfield.serverPlayers().find((p) => p.id === pid) ?? null, id);
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
