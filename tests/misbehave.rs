@@ -347,3 +347,69 @@ async fn shutdown_closes_clients_1001() {
     // And it no longer accepts connections.
     assert!(tokio::net::TcpStream::connect(server.addr).await.is_err());
 }
+
+/// A client whose TCP window stays shut (it sends but never reads, so the
+/// server's replies pile up) is dropped after `send_timeout`, even though the
+/// idle timeout is far away, and the room never waits for it.
+#[tokio::test]
+async fn client_that_never_reads_is_dropped_after_send_timeout() {
+    let server = TestServer::with(|c| {
+        c.send_timeout = Duration::from_millis(500);
+        c.idle_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut watcher = server.seed().await;
+    let _ = next_of(&mut watcher, "init").await;
+
+    // A small receive buffer so the backlog builds up quickly.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        server.url("/ws"),
+    )
+    .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "playfield.v1.json".parse().unwrap(),
+    );
+    let (mut stuck, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+
+    // Make the server answer: each ping earns a pong it has to write to us.
+    let flood = tokio::spawn(async move {
+        for id in 0..200_000u32 {
+            let ping = Message::text(format!(r#"{{"type":"ping","id":{id}}}"#));
+            match tokio::time::timeout(Duration::from_secs(3), stuck.send(ping)).await {
+                Ok(Ok(())) => {}
+                _ => break, // the server stopped reading us, or hung up
+            }
+        }
+        stuck
+    });
+
+    // Meanwhile the watcher's updates keep coming, and the stuck player goes.
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut seen_two = false;
+    let gone = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "stuck client never dropped"
+        );
+        let u = next_of(&mut watcher, "state_update").await;
+        worst = worst.max(last.elapsed());
+        last = Instant::now();
+        let n = u["players"].as_array().unwrap().len();
+        seen_two |= n == 2;
+        if seen_two && n == 1 {
+            break start.elapsed();
+        }
+    };
+    assert!(
+        worst < Duration::from_millis(400),
+        "watcher's updates stalled {worst:?}"
+    );
+    assert!(gone < Duration::from_secs(20));
+    let _ = flood.await;
+}

@@ -1,0 +1,63 @@
+/**
+ * The client survives a server restart: Disconnected, a visible countdown,
+ * then Connected again with a new id, in the same page (no reload).
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { startServer, launchBrowser, openClient, until, sleep, screenshot } from './helpers.js';
+
+let server;
+let browser;
+
+after(async () => {
+  await browser?.close();
+  await server?.kill();
+});
+
+test('reconnects with backoff after the server restarts, without reloading', async () => {
+  server = await startServer();
+  const { port } = server;
+  // Take ids 1-3 with bare seed-protocol sockets, so the page's id (4) cannot
+  // coincide with the one the restarted server hands out.
+  const squatters = [];
+  for (let i = 0; i < 3; i++) {
+    const ws = new WebSocket(`ws://${server.host}/`);
+    await new Promise((resolve, reject) => { ws.once('message', resolve); ws.once('error', reject); });
+    squatters.push(ws);
+  }
+  browser = await launchBrowser();
+  const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
+  const page = await openClient(context, server.url);
+  const firstId = await page.evaluate(() => window.playfield.id);
+  assert.equal(firstId, 4);
+  for (const ws of squatters) ws.close();
+  await page.evaluate(() => { window.__marker = 'same page'; });
+
+  await server.kill();
+  await page.waitForFunction(() => window.playfield.status !== 'connected', null, { timeout: 10_000 });
+  assert.equal(await page.evaluate(() => window.playfield.status), 'disconnected');
+  assert.equal(await page.getAttribute('#status', 'data-status'), 'disconnected');
+  const detail = await until(() => page.textContent('#status-detail').then((t) => /Reconnecting in \d+s…/.test(t) && t), { what: 'countdown' });
+  assert.match(detail, /Reconnecting in [1-9]\d*s…/);
+  assert.equal(await page.textContent('#player-id'), '—');
+  await screenshot(page, 'reconnect-countdown');
+
+  // Stay down long enough for at least one failed attempt, then come back on the same port.
+  await sleep(1200);
+  server = await startServer({ port });
+  await page.waitForFunction(() => window.playfield.status === 'connected' && window.playfield.id !== null, null, { timeout: 20_000 });
+
+  const newId = await page.evaluate(() => window.playfield.id);
+  assert.notEqual(newId, firstId, 'a new session, a new id');
+  assert.equal(newId, 1);
+  assert.equal(await page.textContent('#player-id'), String(newId));
+  assert.equal(await page.evaluate(() => window.__marker), 'same page', 'the page did not reload');
+  const history = await page.evaluate(() => window.playfield.statusHistory);
+  assert.deepEqual(history.slice(0, 3), ['connecting', 'connected', 'disconnected']);
+  assert.equal(history.at(-1), 'connected');
+  assert.ok(history.filter((s) => s === 'connecting').length >= 2, history.join(' → '));
+  // It works after reconnecting: the new server sees it and it sees itself.
+  await until(() => page.evaluate((id) => window.playfield.players().some((p) => p.id === id), newId), { what: 'own dot after reconnect' });
+  await screenshot(page, 'reconnect-connected');
+});
