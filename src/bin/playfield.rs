@@ -1,6 +1,7 @@
 //! `playfield`: runs the dot game server. Everything lives in the library;
 //! this only reads settings, binds the port and waits for a signal.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -15,6 +16,8 @@ async fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // Colour only on a terminal, so piped logs stay plain text.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let config = Config::parse();
     let listener = match TcpListener::bind((config.host, config.port)).await {
