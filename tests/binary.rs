@@ -15,6 +15,8 @@ struct Running {
     stdout: BufReader<std::process::ChildStdout>,
 }
 
+// `Running` reaps the child in `Drop`, which the lint cannot see.
+#[allow(clippy::zombie_processes)]
 fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_playfield"));
     cmd.args(args)
@@ -46,6 +48,14 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
     }
 }
 
+impl Drop for Running {
+    /// A failed test must not leave a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -56,15 +66,13 @@ fn signal(child: &Child, sig: &str) {
 }
 
 /// Waits for the process to exit; returns its status and the rest of stdout.
-fn wait_exit(mut run: Running, within: Duration) -> (std::process::ExitStatus, String) {
+fn wait_exit(run: &mut Running, within: Duration) -> (std::process::ExitStatus, String) {
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = run.child.try_wait().unwrap() {
             let mut rest = String::new();
-            for line in run.stdout.lines() {
-                rest.push_str(&line.unwrap());
-                rest.push('\n');
-            }
+            use std::io::Read;
+            run.stdout.read_to_string(&mut rest).unwrap();
             return (status, rest);
         }
         if Instant::now() > deadline {
@@ -75,7 +83,7 @@ fn wait_exit(mut run: Running, within: Duration) -> (std::process::ExitStatus, S
     }
 }
 
-async fn shutdown_by(sig: &str, run: Running) {
+async fn shutdown_by(sig: &str, mut run: Running) {
     let mut seed = connect(&format!("ws://{}/", run.addr), None).await;
     let _ = next_of(&mut seed, "init").await;
     let mut native = connect(
@@ -91,7 +99,7 @@ async fn shutdown_by(sig: &str, run: Running) {
         assert_eq!(close.reason.as_str(), "server shutting down");
     }
     let (status, rest) =
-        tokio::task::spawn_blocking(move || wait_exit(run, Duration::from_secs(5)))
+        tokio::task::spawn_blocking(move || wait_exit(&mut run, Duration::from_secs(5)))
             .await
             .unwrap();
     assert!(status.success(), "{status:?}");
