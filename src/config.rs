@@ -39,8 +39,8 @@ pub struct Config {
     pub max_rooms: u32,
 
     /// Most WebSocket connections at once; more are refused (close 1013).
-    #[arg(long, env = "PLAYFIELD_MAX_CONNECTIONS", default_value_t = 4096)]
-    pub max_connections: usize,
+    #[arg(long, env = "PLAYFIELD_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
 
     /// Largest client message in bytes; larger ones close the connection (1009).
     #[arg(long, env = "PLAYFIELD_MAX_MESSAGE_BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=16_777_216))]

@@ -53,7 +53,7 @@ impl<G: Game> Shared<G> {
             config.tick_interval(),
         );
         Shared {
-            connections: Arc::new(Semaphore::new(config.max_connections)),
+            connections: Arc::new(Semaphore::new(config.max_connections as usize)),
             rooms,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -157,7 +157,8 @@ fn upgrade<G: Game>(
 
 /// `GET /rooms`: rooms with player counts and capacity.
 async fn rooms<G: Game>(State(shared): State<Arc<Shared<G>>>) -> Json<serde_json::Value> {
-    let open = shared.config.max_connections - shared.connections.available_permits();
+    let open = (shared.config.max_connections as usize)
+        .saturating_sub(shared.connections.available_permits());
     Json(serde_json::json!({
         "rooms": shared.rooms.summaries(),
         "players": shared.players(),
