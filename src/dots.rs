@@ -13,15 +13,15 @@ use serde::{Deserialize, Serialize};
 use crate::game::{Game, PlayerId, SeedDirection, SeedPlayer};
 
 /// Width and height of the square map, in pixels.
-pub const WORLD_SIZE: f32 = 500.0;
+pub const WORLD_SIZE: f64 = 500.0;
 /// Smallest coordinate a dot's centre may take (the seed's 10 px margin).
-pub const MIN: f32 = 10.0;
+pub const MIN: f64 = 10.0;
 /// Largest coordinate a dot's centre may take.
-pub const MAX: f32 = 490.0;
+pub const MAX: f64 = 490.0;
 /// Speed in px/s: the seed's 10 px step, 20 times a second.
-pub const SPEED: f32 = 200.0;
+pub const SPEED: f64 = 200.0;
 /// Dot radius in pixels, for renderers.
-pub const RADIUS: f32 = 10.0;
+pub const RADIUS: f64 = 10.0;
 /// Spawn positions are drawn uniformly from this inclusive range (as the seed).
 const SPAWN: std::ops::RangeInclusive<i32> = 50..=450;
 
@@ -31,14 +31,14 @@ const SPAWN: std::ops::RangeInclusive<i32> = 50..=450;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DotInput {
-    pub x: f32,
-    pub y: f32,
+    pub x: f64,
+    pub y: f64,
 }
 
 impl DotInput {
     /// The unit-or-shorter direction this input asks for.
-    fn direction(self) -> (f32, f32) {
-        let clamp = |v: f32| {
+    fn direction(self) -> (f64, f64) {
+        let clamp = |v: f64| {
             if v.is_finite() {
                 v.clamp(-1.0, 1.0)
             } else {
@@ -46,7 +46,9 @@ impl DotInput {
             }
         };
         let (x, y) = (clamp(self.x), clamp(self.y));
-        let len = (x * x + y * y).sqrt();
+        // `hypot`, like the browser client's `Math.hypot`, so both sides
+        // compute bit-identical steps.
+        let len = x.hypot(y);
         if len > 1.0 {
             (x / len, y / len)
         } else {
@@ -57,12 +59,12 @@ impl DotInput {
 
 #[derive(Debug, Clone)]
 struct Dot {
-    x: f32,
-    y: f32,
+    x: f64,
+    y: f64,
     color: String,
     /// Direction to move this tick; reset after every tick so a player only
     /// moves on ticks where an input was applied.
-    steer: (f32, f32),
+    steer: (f64, f64),
 }
 
 /// Everything one client sees.
@@ -75,20 +77,20 @@ pub struct DotSnapshot {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DotView {
     pub id: PlayerId,
-    pub x: f32,
-    pub y: f32,
+    pub x: f64,
+    pub y: f64,
     pub color: String,
 }
 
 /// What a client needs to render and predict the dot game.
 #[derive(Debug, Serialize)]
 pub struct DotInfo {
-    pub width: f32,
-    pub height: f32,
-    pub speed: f32,
-    pub min: f32,
-    pub max: f32,
-    pub radius: f32,
+    pub width: f64,
+    pub height: f64,
+    pub speed: f64,
+    pub min: f64,
+    pub max: f64,
+    pub radius: f64,
 }
 
 /// The dot game's state: players by id, in id order so snapshots are stable.
@@ -96,18 +98,18 @@ pub struct DotInfo {
 pub struct DotGame {
     rng: SmallRng,
     /// Pixels per tick at full speed.
-    step: f32,
+    step: f64,
     dots: BTreeMap<PlayerId, Dot>,
 }
 
 impl DotGame {
     /// Position of a player, if present.
-    pub fn position(&self, player: PlayerId) -> Option<(f32, f32)> {
+    pub fn position(&self, player: PlayerId) -> Option<(f64, f64)> {
         self.dots.get(&player).map(|d| (d.x, d.y))
     }
 
     /// Puts a player at a given position (clamped); for tests and tools.
-    pub fn place(&mut self, player: PlayerId, x: f32, y: f32) {
+    pub fn place(&mut self, player: PlayerId, x: f64, y: f64) {
         if let Some(dot) = self.dots.get_mut(&player) {
             dot.x = x.clamp(MIN, MAX);
             dot.y = y.clamp(MIN, MAX);
@@ -133,14 +135,14 @@ impl Game for DotGame {
     fn new(seed: u64, tick_rate: u32) -> Self {
         DotGame {
             rng: SmallRng::seed_from_u64(seed),
-            step: SPEED / tick_rate.max(1) as f32,
+            step: SPEED / f64::from(tick_rate.max(1)),
             dots: BTreeMap::new(),
         }
     }
 
     fn join(&mut self, player: PlayerId) {
-        let x = self.rng.random_range(SPAWN) as f32;
-        let y = self.rng.random_range(SPAWN) as f32;
+        let x = f64::from(self.rng.random_range(SPAWN));
+        let y = f64::from(self.rng.random_range(SPAWN));
         let color = format!("#{:06x}", self.rng.random_range(0..=0xFF_FFFFu32));
         self.dots.insert(
             player,
@@ -338,8 +340,8 @@ mod tests {
         /// never leaves the map.
         #[test]
         fn never_faster_than_a_step_nor_outside(
-            inputs in proptest::collection::vec((-1e6f32..1e6, -1e6f32..1e6), 1..50),
-            start in (0f32..500.0, 0f32..500.0),
+            inputs in proptest::collection::vec((-1e6f64..1e6, -1e6f64..1e6), 1..50),
+            start in (0f64..500.0, 0f64..500.0),
         ) {
             let mut g = game_with(&[1]);
             g.place(1, start.0, start.1);

@@ -29,8 +29,8 @@ pub enum SeedDirection {
 pub struct SeedPlayer {
     /// The seed sends ids as strings.
     pub id: String,
-    pub x: f32,
-    pub y: f32,
+    pub x: f64,
+    pub y: f64,
     pub color: String,
 }
 

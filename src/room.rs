@@ -9,7 +9,7 @@
 //! can never slow the room down.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -72,10 +72,36 @@ impl Frame {
 
 /// What a session gets back when it joins.
 pub struct Joined<I> {
-    /// Its input queue; `try_send` and drop on full.
-    pub inputs: mpsc::Sender<(u32, I)>,
+    /// Its input queue; `try_send`, and on full drop the input and record it
+    /// with [`InputQueue::dropped`].
+    pub inputs: InputQueue<I>,
     /// The game's `welcome` world description, serialised.
     pub info_json: String,
+}
+
+/// The session's end of a player's input queue.
+pub struct InputQueue<I> {
+    sender: mpsc::Sender<(u32, I)>,
+    /// Highest `seq` dropped because the queue was full.
+    dropped: Arc<AtomicU32>,
+}
+
+impl<I> InputQueue<I> {
+    /// Queues one tick of input. Returns false if it was dropped: the queue
+    /// is full (the client sends faster than the tick) or the room is gone.
+    ///
+    /// A dropped input is acknowledged once the inputs queued before it are
+    /// applied, so a client never waits for an ack that cannot come and
+    /// replays a dropped input for ever.
+    pub fn push(&self, seq: u32, input: I) -> bool {
+        match self.sender.try_send((seq, input)) {
+            Ok(()) => true,
+            Err(_) => {
+                self.dropped.fetch_max(seq, Ordering::Relaxed);
+                false
+            }
+        }
+    }
 }
 
 /// Messages from sessions to their room.
@@ -114,6 +140,9 @@ pub struct RoomConfig {
 struct Member<I> {
     protocol: Protocol,
     inputs: mpsc::Receiver<(u32, I)>,
+    /// Shared with the session's [`InputQueue`].
+    dropped: Arc<AtomicU32>,
+    /// Every input with `seq <= ack` has been applied or dropped.
     ack: u32,
 }
 
@@ -130,17 +159,22 @@ struct Room<G: Game> {
 impl<G: Game> Room<G> {
     fn join(&mut self, player: PlayerId, protocol: Protocol) -> Joined<G::Input> {
         let (tx, rx) = mpsc::channel(self.config.input_buffer.max(1));
+        let dropped = Arc::new(AtomicU32::new(0));
         self.game.join(player);
         self.members.insert(
             player,
             Member {
                 protocol,
                 inputs: rx,
+                dropped: Arc::clone(&dropped),
                 ack: 0,
             },
         );
         Joined {
-            inputs: tx,
+            inputs: InputQueue {
+                sender: tx,
+                dropped,
+            },
             info_json: serde_json::to_string(&self.game.info()).unwrap_or_else(|_| "{}".into()),
         }
     }
@@ -153,9 +187,15 @@ impl<G: Game> Room<G> {
     /// One tick: at most one input per player, advance, publish.
     fn step(&mut self, now: SystemTime) {
         for (&player, member) in &mut self.members {
-            if let Ok((seq, input)) = member.inputs.try_recv() {
-                self.game.input(player, input);
-                member.ack = seq;
+            match member.inputs.try_recv() {
+                Ok((seq, input)) => {
+                    self.game.input(player, input);
+                    member.ack = seq;
+                }
+                // Queue drained: inputs dropped after it filled are done with too.
+                Err(_) => {
+                    member.ack = member.ack.max(member.dropped.load(Ordering::Relaxed));
+                }
             }
         }
         self.game.tick();
@@ -411,22 +451,24 @@ mod tests {
         r.game.place(1, 100.0, 100.0);
         let mut accepted = 0;
         for seq in 1..=10 {
-            if joined
-                .inputs
-                .try_send((seq, DotInput { x: 1.0, y: 0.0 }))
-                .is_ok()
-            {
+            if joined.inputs.push(seq, DotInput { x: 1.0, y: 0.0 }) {
                 accepted += 1;
             }
         }
         assert_eq!(accepted, 4, "queue holds input_buffer inputs");
-        for _ in 0..10 {
+        for tick in 1..=4 {
+            r.step(SystemTime::now());
+            // While queued inputs remain, the ack is the last one applied.
+            assert_eq!(r.frames.borrow().ack(1), tick);
+        }
+        for _ in 0..6 {
             r.step(SystemTime::now());
         }
         // Four inputs, four steps, however many were sent.
         assert_eq!(r.game.position(1), Some((140.0, 100.0)));
         let frame = r.frames.borrow().clone();
-        assert_eq!(frame.ack(1), 4);
+        // The dropped 5..=10 are acknowledged once the queue has drained.
+        assert_eq!(frame.ack(1), 10);
         assert_eq!(frame.ack(2), 0);
         assert_eq!(frame.tick, 10);
         assert!(frame.native_state.is_some());

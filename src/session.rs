@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::game::{Game, PlayerId};
 use crate::protocol::{self, encode, ClientMessage, ErrorCode, Protocol, ProtocolError};
-use crate::room::{validate_room_name, Command, Frame, RoomHandle};
+use crate::room::{validate_room_name, Command, Frame, InputQueue, RoomHandle};
 use crate::server::Shared;
 
 /// WebSocket close codes we use (RFC 6455 §7.4.1).
@@ -264,7 +263,7 @@ struct Live<I> {
     conn: Connection,
     player: PlayerId,
     frames: tokio::sync::watch::Receiver<Arc<Frame>>,
-    inputs: mpsc::Sender<(u32, I)>,
+    inputs: InputQueue<I>,
     bad_messages: u32,
     dropped_inputs: u64,
 }
@@ -328,21 +327,17 @@ impl<I: Send + 'static> Live<I> {
     async fn on_text<G: Game<Input = I>>(&mut self, text: &str) -> Result<(), End> {
         match protocol::decode::<G>(self.conn.protocol, text) {
             Ok(ClientMessage::Input { seq, input }) => {
-                match self.inputs.try_send((seq, input)) {
-                    Ok(()) => {}
-                    // A full queue means the client sends faster than the tick:
-                    // dropping is the rule that makes flooding useless.
-                    Err(TrySendError::Full(_)) => {
-                        self.dropped_inputs += 1;
-                        if self.dropped_inputs.is_power_of_two() {
-                            debug!(
-                                player = self.player,
-                                dropped = self.dropped_inputs,
-                                "input queue full, dropping inputs"
-                            );
-                        }
+                // A full queue means the client sends faster than the tick:
+                // dropping is the rule that makes flooding useless.
+                if !self.inputs.push(seq, input) {
+                    self.dropped_inputs += 1;
+                    if self.dropped_inputs.is_power_of_two() {
+                        debug!(
+                            player = self.player,
+                            dropped = self.dropped_inputs,
+                            "input queue full, dropping inputs"
+                        );
                     }
-                    Err(TrySendError::Closed(_)) => {}
                 }
                 Ok(())
             }

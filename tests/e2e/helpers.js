@@ -8,6 +8,7 @@ import { mkdirSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import WebSocket from 'ws';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = process.env.PLAYFIELD_BIN || path.join(ROOT, 'target/release/playfield');
@@ -107,4 +108,35 @@ export async function serverPos(page, id) {
 export async function screenshot(page, name) {
   mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/**
+ * Serve a page's routed WebSocket (from `page.routeWebSocket`) from a real
+ * upstream connection opened in node, piping frames and closes both ways,
+ * optionally delaying every frame by `delayMs` in each direction (a laggy
+ * link). Returns the upstream socket.
+ * @param {import('playwright-core').WebSocketRoute} route
+ * @param {string} url  upstream URL
+ * @param {{delayMs?: number, protocols?: string[]}} opts
+ */
+export function pipeWebSocket(route, url, { delayMs = 0, protocols = [] } = {}) {
+  const upstream = new WebSocket(url, protocols);
+  const later = (fn) => (delayMs > 0 ? setTimeout(fn, delayMs) : fn());
+  const queue = [];
+  route.onMessage((msg) => later(() => {
+    if (upstream.readyState === WebSocket.OPEN) upstream.send(msg);
+    else if (upstream.readyState === WebSocket.CONNECTING) queue.push(msg);
+  }));
+  route.onClose((code) => {
+    upstream.close(code === 1000 || (code >= 3000 && code < 5000) ? code : 1000);
+  });
+  upstream.on('open', () => { for (const m of queue.splice(0)) upstream.send(m); });
+  upstream.on('message', (data, isBinary) => later(() => route.send(isBinary ? data : data.toString())));
+  upstream.on('close', (code, reason) => later(() => {
+    // 1005/1006 cannot be sent by an endpoint; report a normal close instead.
+    const c = code === 1005 || code === 1006 ? 1000 : code;
+    route.close({ code: c, reason: reason.toString() }).catch(() => {});
+  }));
+  upstream.on('error', () => {});
+  return upstream;
 }

@@ -61,3 +61,25 @@ test('reconnects with backoff after the server restarts, without reloading', asy
   await until(() => page.evaluate((id) => window.playfield.players().some((p) => p.id === id), newId), { what: 'own dot after reconnect' });
   await screenshot(page, 'reconnect-connected');
 });
+
+test('a full room shows Error with the reason, retries, and gets in once there is space', async () => {
+  const full = await startServer({ args: ['--room-capacity', '1'] });
+  const b2 = await launchBrowser();
+  try {
+    const context = await b2.newContext();
+    const first = await openClient(context, full.url, 'tiny');
+    const second = await context.newPage();
+    await second.goto(`${full.url}?room=tiny`);
+    await second.waitForFunction(() => window.playfield?.status === 'error', null, { timeout: 10_000 });
+    const detail = await until(() => second.textContent('#status-detail').then((t) => /Reconnecting in/.test(t) && t), { what: 'countdown' });
+    assert.match(detail, /full/i, `the reason is shown: ${detail}`);
+    assert.equal(await second.textContent('#status'), 'Error');
+    await screenshot(second, 'room-full');
+    await first.close();
+    await second.waitForFunction(() => window.playfield.status === 'connected', null, { timeout: 20_000 });
+    assert.equal(await second.evaluate(() => window.playfield.room), 'tiny');
+  } finally {
+    await b2.close();
+    await full.stop();
+  }
+});

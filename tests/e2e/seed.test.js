@@ -11,9 +11,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import WebSocket from 'ws';
 import {
-  ROOT, startServer, launchBrowser, openClient, until, sleep, screenshot,
+  ROOT, startServer, launchBrowser, openClient, until, sleep, screenshot, pipeWebSocket,
 } from './helpers.js';
 
 const SEED = path.resolve(ROOT, '../shared/seed/client.html');
@@ -41,24 +40,9 @@ async function openSeed() {
   await page.route(/^https?:\/\/(?!127\.0\.0\.1)/, (route) => route.abort());
   await page.routeWebSocket(/^ws:\/\/127\.0\.0\.1:8765\/?$/, (route) => {
     // No subprotocol, like the real page: the server speaks the seed protocol.
-    const upstream = new WebSocket(`ws://${server.host}/`);
+    const upstream = pipeWebSocket(route, `ws://${server.host}/`);
     upstreams.add(upstream);
-    const queue = [];
-    route.onMessage((msg) => {
-      if (upstream.readyState === WebSocket.OPEN) upstream.send(msg);
-      else queue.push(msg);
-    });
-    route.onClose((code, reason) => {
-      upstream.close(code >= 3000 || code === 1000 ? code : 1000, reason);
-    });
-    upstream.on('open', () => { for (const m of queue.splice(0)) upstream.send(m); });
-    upstream.on('message', (data, isBinary) => route.send(isBinary ? data : data.toString()));
-    upstream.on('close', (code, reason) => {
-      upstreams.delete(upstream);
-      // 1005/1006 cannot be sent by an endpoint; report a normal close instead.
-      route.close({ code: code === 1005 || code === 1006 ? 1000 : code, reason: reason.toString() }).catch(() => {});
-    });
-    upstream.on('error', () => {});
+    upstream.on('close', () => upstreams.delete(upstream));
   });
   // Closing the page must close its upstream socket, like a real tab.
   page.on('close', () => { for (const u of upstreams) u.close(); });
