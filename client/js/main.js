@@ -1,0 +1,438 @@
+/**
+ * Page wiring: DOM, WebSocket lifecycle, input events, render loop.
+ * All game logic lives in the DOM-free modules imported below.
+ */
+import {
+  SUBPROTOCOL, socketUrl, isValidRoom, encodeInput, encodePing, decodeServerMessage,
+} from './protocol.js';
+import { HeldInput, InputClock, steeringKey } from './input.js';
+import { Predictor } from './prediction.js';
+import { Interpolator } from './interpolation.js';
+import { Backoff } from './backoff.js';
+import { Renderer } from './render.js';
+
+const PING_EVERY_MS = 1500;
+const STATS_EVERY_MS = 250;
+const STATUS_TEXT = {
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  disconnected: 'Disconnected',
+  error: 'Error',
+};
+
+/** Close codes meaning "the server refused or rejected us" (docs/PROTOCOL.md). */
+const REFUSAL_CODES = new Set([1003, 1007, 1008, 1009, 1013]);
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  status: $('status'),
+  detail: $('status-detail'),
+  playerId: $('player-id'),
+  canvas: $('canvas'),
+  ping: $('stat-ping'),
+  players: $('stat-players'),
+  room: $('stat-room'),
+  rate: $('stat-rate'),
+  tick: $('stat-tick'),
+  roomForm: $('room-form'),
+  roomInput: $('room-input'),
+  roomHelp: $('room-help'),
+};
+
+const renderer = new Renderer(ui.canvas);
+const held = new HeldInput();
+const backoff = new Backoff({ base: 500, factor: 2, cap: 10_000 });
+
+/** Room we want to be in: from `?room=`, or null for the server's default. */
+let wantedRoom = roomFromUrl();
+let status = 'connecting';
+const statusHistory = [];
+
+/**
+ * Everything tied to one connection; replaced wholesale on reconnect so no
+ * stale prediction or snapshot survives into a new session.
+ */
+let conn = null;
+
+// ---------------------------------------------------------------- status
+
+function setStatus(next, detail = '') {
+  if (next !== status || statusHistory.length === 0) {
+    statusHistory.push(next);
+    if (statusHistory.length > 50) statusHistory.shift();
+  }
+  status = next;
+  // Only touch the live region when the text changes, so screen readers
+  // announce transitions and not every countdown tick.
+  if (ui.status.dataset.status !== next) {
+    ui.status.dataset.status = next;
+    ui.status.textContent = STATUS_TEXT[next];
+  }
+  if (ui.detail.textContent !== detail) {
+    ui.detail.textContent = detail;
+    ui.detail.title = detail; // the full text when the line is cut short
+  }
+}
+
+// ------------------------------------------------------------ connection
+
+function roomFromUrl() {
+  const r = new URLSearchParams(location.search).get('room');
+  return r && isValidRoom(r) ? r : null;
+}
+
+let reconnectTimer = 0;
+let countdownTimer = 0;
+
+function connect() {
+  clearTimeout(reconnectTimer);
+  clearInterval(countdownTimer);
+  setStatus('connecting');
+  let ws;
+  try {
+    ws = new WebSocket(socketUrl(location, wantedRoom), [SUBPROTOCOL]);
+  } catch (err) {
+    scheduleReconnect('error', `Cannot open a connection: ${err.message || err}`);
+    return;
+  }
+  conn = {
+    ws,
+    opened: false,
+    welcome: null,
+    predictor: null,
+    clock: null,
+    interp: new Interpolator({ delayMs: 100 }),
+    seq: 0,
+    serverPlayers: [],
+    myColor: '#ffffff',
+    lastTick: null,
+    arrivals: [], // snapshot arrival times within the last second
+    pings: new Map(),
+    pingId: 0,
+    rtt: null,
+    pingTimer: 0,
+    pumpTimer: 0,
+    serverError: null,
+  };
+  const c = conn;
+  ws.onopen = () => {
+    if (conn === c) c.opened = true;
+  };
+  ws.onmessage = (ev) => {
+    if (conn === c) onMessage(c, ev.data);
+  };
+  ws.onclose = (ev) => {
+    if (conn === c) onClose(c, ev);
+  };
+  // An error is always followed by close, which decides what to show.
+  ws.onerror = () => {};
+}
+
+function onMessage(c, data) {
+  let m;
+  try {
+    m = decodeServerMessage(data);
+  } catch (err) {
+    console.warn('playfield: ignoring bad frame:', err.message);
+    return;
+  }
+  switch (m.type) {
+    case 'welcome': return onWelcome(c, m);
+    case 'snapshot': return onSnapshot(c, m);
+    case 'pong': return onPong(c, m);
+    case 'error':
+      c.serverError = m;
+      console.warn(`playfield: server error ${m.code}: ${m.message}`);
+      if (c.welcome) {
+        const note = `Server: ${m.message || m.code}`;
+        setStatus('connected', note);
+        setTimeout(() => { if (status === 'connected' && ui.detail.textContent === note) setStatus('connected'); }, 5000);
+      }
+      return;
+    default:
+      return; // newer server, unknown message: ignore
+  }
+}
+
+function onWelcome(c, m) {
+  c.welcome = m;
+  c.predictor = new Predictor({ world: m.world, tickRate: m.tickRate });
+  c.clock = new InputClock(1000 / m.tickRate);
+  renderer.setWorld(m.world);
+  ui.canvas.style.aspectRatio = `${m.world.width} / ${m.world.height}`;
+  ui.canvas.parentElement.style.maxWidth = `${m.world.width}px`;
+  resize();
+  backoff.reset();
+  ui.playerId.textContent = String(m.id);
+  if (document.activeElement !== ui.roomInput) ui.roomInput.value = m.room;
+  setStatus('connected');
+  sendPing(c);
+  c.pingTimer = setInterval(() => sendPing(c), PING_EVERY_MS);
+  pump(); // keys may already be held
+}
+
+function onSnapshot(c, m) {
+  const now = performance.now();
+  c.interp.push(m, now);
+  c.serverPlayers = m.players;
+  c.lastTick = m.tick;
+  c.arrivals.push(now);
+  if (c.predictor) {
+    const me = m.players.find((p) => p.id === c.welcome.id);
+    if (me) {
+      c.myColor = me.color;
+      c.predictor.reconcile(me, m.ack, now);
+    }
+    // Our last inputs were dropped (server buffer overflow) and nothing newer
+    // is coming: one zero input gets them cleared by its ack.
+    const { x, y } = held.direction();
+    if (x === 0 && y === 0 && c.predictor.stale(now, staleMs(c))) sendInput(c, { x: 0, y: 0 }, now);
+  }
+}
+
+/**
+ * How long an input may go unacknowledged before we call it lost: a round
+ * trip plus the server's whole input buffer, plus slack for jitter.
+ */
+function staleMs(c) {
+  const tickMs = 1000 / c.welcome.tickRate;
+  return (c.rtt ?? 250) + ((c.welcome.inputBuffer ?? 4) + 4) * tickMs;
+}
+
+function sendInput(c, dir, now) {
+  if (c.ws.readyState !== WebSocket.OPEN) return;
+  c.seq += 1;
+  c.ws.send(encodeInput(c.seq, dir));
+  c.predictor.apply(c.seq, dir, now);
+}
+
+function onPong(c, m) {
+  const sent = c.pings.get(m.id);
+  if (sent === undefined) return;
+  c.pings.delete(m.id);
+  c.rtt = performance.now() - sent;
+}
+
+function sendPing(c) {
+  if (c.ws.readyState !== WebSocket.OPEN) return;
+  c.pingId += 1;
+  c.pings.set(c.pingId, performance.now());
+  if (c.pings.size > 8) c.pings.delete(c.pings.keys().next().value); // lost pongs
+  c.ws.send(encodePing(c.pingId));
+}
+
+function teardown(c) {
+  clearInterval(c.pingTimer);
+  clearTimeout(c.pumpTimer);
+  c.ws.onopen = c.ws.onmessage = c.ws.onclose = c.ws.onerror = null;
+  if (c.ws.readyState <= WebSocket.OPEN) c.ws.close(1000, 'bye');
+  if (conn === c) conn = null;
+  ui.playerId.textContent = '—';
+}
+
+function onClose(c, ev) {
+  teardown(c);
+  let why = ev.reason || '';
+  if (c.serverError && !why) why = c.serverError.message || c.serverError.code;
+  // Error: we never got in (unreachable, room full, refused) or the server
+  // closed us for a protocol fault. Disconnected: an established link went
+  // away (server restart, network). Both retry.
+  const refused = !c.welcome || REFUSAL_CODES.has(ev.code);
+  if (!c.opened) why ||= 'Cannot reach the server';
+  scheduleReconnect(refused ? 'error' : 'disconnected', why);
+}
+
+/** Wait with backoff, showing a live countdown, then connect again. */
+function scheduleReconnect(state, why) {
+  const delay = backoff.next();
+  const at = performance.now() + delay;
+  const show = () => {
+    const s = Math.max(1, Math.ceil((at - performance.now()) / 1000));
+    // Countdown first: it stays visible when a long reason is cut short.
+    setStatus(state, `Reconnecting in ${s}s…${why ? ` · ${why}` : ''}`);
+  };
+  show();
+  clearInterval(countdownTimer);
+  countdownTimer = setInterval(show, 200);
+  clearTimeout(reconnectTimer);
+  reconnectTimer = setTimeout(connect, delay);
+}
+
+/** Switch rooms: update the address bar (no reload) and reconnect at once. */
+function joinRoom(name) {
+  wantedRoom = name;
+  const url = new URL(location.href);
+  url.searchParams.set('room', name);
+  history.replaceState(null, '', url);
+  if (conn) teardown(conn);
+  backoff.reset();
+  connect();
+}
+
+// ----------------------------------------------------------------- input
+
+/**
+ * Send an input if one is due, then re-arm the timer. Called on every input
+ * change and by its own timer while moving; InputClock keeps it at one
+ * message per server tick.
+ */
+function pump() {
+  const c = conn;
+  if (!c || !c.clock) return;
+  clearTimeout(c.pumpTimer);
+  c.pumpTimer = 0;
+  const now = performance.now();
+  const dir = held.direction();
+  const moving = dir.x !== 0 || dir.y !== 0;
+  let r = c.clock.poll(now, moving);
+  if (r === 'send') {
+    sendInput(c, dir, now);
+    r = c.clock.poll(now, moving);
+  }
+  if (typeof r === 'number') c.pumpTimer = setTimeout(pump, r);
+}
+
+function isTyping(target) {
+  return target instanceof HTMLElement
+    && (target.isContentEditable || target.tagName === 'INPUT' || target.tagName === 'TEXTAREA');
+}
+
+window.addEventListener('keydown', (e) => {
+  if (e.ctrlKey || e.metaKey || e.altKey || isTyping(e.target)) return;
+  const code = steeringKey(e);
+  if (!code) return;
+  e.preventDefault(); // arrows must not scroll the page
+  if (!e.repeat && held.pressKey(code)) pump();
+});
+
+window.addEventListener('keyup', (e) => {
+  const code = steeringKey(e);
+  if (!code) return;
+  held.releaseKey(code);
+  pump();
+});
+
+/** Keys released while the page had no focus never send keyup: let go of all. */
+function releaseAll() {
+  held.releaseAll();
+  for (const b of document.querySelectorAll('.pad button.held')) b.classList.remove('held');
+  pump();
+}
+window.addEventListener('blur', releaseAll);
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) releaseAll();
+});
+
+/**
+ * On-screen pad: pointer events cover mouse, pen and touch alike. Each
+ * pointer is its own input source, so two fingers on ↑ and → make a diagonal.
+ * Pointer capture keeps the press alive if the finger slides off the button.
+ */
+for (const btn of document.querySelectorAll('.pad button')) {
+  const dir = { x: Number(btn.dataset.dx), y: Number(btn.dataset.dy) };
+  const source = (e) => `ptr:${e.pointerId}`;
+  btn.addEventListener('pointerdown', (e) => {
+    if (e.pointerType === 'mouse' && e.button !== 0) return;
+    e.preventDefault();
+    btn.setPointerCapture?.(e.pointerId);
+    held.press(source(e), dir);
+    btn.classList.add('held');
+    pump();
+  });
+  const end = (e) => {
+    held.release(source(e));
+    btn.classList.remove('held');
+    pump();
+  };
+  btn.addEventListener('pointerup', end);
+  btn.addEventListener('pointercancel', end);
+  btn.addEventListener('lostpointercapture', end);
+  btn.addEventListener('contextmenu', (e) => e.preventDefault());
+  // Keyboard activation (Enter/Space on a focused button): one step.
+  btn.addEventListener('click', (e) => {
+    if (e.detail !== 0) return;
+    held.press('click', dir);
+    pump();
+    held.release('click');
+    setTimeout(pump, 0);
+  });
+}
+
+ui.roomForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const name = ui.roomInput.value.trim();
+  const ok = isValidRoom(name);
+  ui.roomInput.setAttribute('aria-invalid', String(!ok));
+  ui.roomHelp.classList.toggle('bad', !ok);
+  if (ok) {
+    ui.roomInput.blur();
+    joinRoom(name);
+  }
+});
+ui.roomInput.value = wantedRoom ?? '';
+
+// ---------------------------------------------------------------- render
+
+function resize() {
+  renderer.resize(ui.canvas.clientWidth || 500, window.devicePixelRatio || 1);
+}
+new ResizeObserver(resize).observe(ui.canvas);
+window.addEventListener('resize', resize);
+
+const NO_PLAYERS = [];
+
+/** Others as interpolated now, and my predicted position. */
+function currentView(now) {
+  const c = conn;
+  if (!c || !c.welcome) return { others: NO_PLAYERS, me: null, myId: null };
+  const myId = c.welcome.id;
+  const others = c.interp.sample(now);
+  const pos = c.predictor.render(now);
+  return { others, me: pos && { x: pos.x, y: pos.y, color: c.myColor }, myId };
+}
+
+function frame() {
+  const { others, me, myId } = currentView(performance.now());
+  renderer.draw(others, me, myId);
+  requestAnimationFrame(frame);
+}
+requestAnimationFrame(frame);
+
+/** Overlay numbers, a few times a second rather than every frame. */
+setInterval(() => {
+  const c = conn;
+  const live = c && c.welcome;
+  const now = performance.now();
+  if (c) while (c.arrivals.length && c.arrivals[0] < now - 1000) c.arrivals.shift();
+  ui.ping.textContent = live && c.rtt !== null ? `${Math.round(c.rtt)} ms` : '–';
+  ui.players.textContent = live ? String(c.serverPlayers.length) : '–';
+  ui.room.textContent = live ? c.welcome.room : (wantedRoom ?? '–');
+  ui.rate.textContent = live ? String(c.arrivals.length) : '–';
+  ui.tick.textContent = live && c.lastTick !== null ? String(c.lastTick) : '–';
+}, STATS_EVERY_MS);
+
+// ------------------------------------------------------------- test hook
+
+/** Read-only view for end-to-end tests and curious developers. */
+window.playfield = {
+  get id() { return conn?.welcome?.id ?? null; },
+  get status() { return status; },
+  get room() { return conn?.welcome?.room ?? wantedRoom; },
+  get statusHistory() { return statusHistory.slice(); },
+  players() {
+    const { others, me, myId } = currentView(performance.now());
+    const list = [];
+    for (const p of others) if (p.id !== myId) list.push({ id: p.id, x: p.x, y: p.y });
+    if (me) list.push({ id: myId, x: me.x, y: me.y });
+    return list;
+  },
+  serverPlayers() {
+    return (conn?.serverPlayers ?? []).map((p) => ({ id: p.id, x: p.x, y: p.y, color: p.color }));
+  },
+  me() {
+    const { me } = currentView(performance.now());
+    return me && { x: me.x, y: me.y };
+  },
+};
+
+connect();

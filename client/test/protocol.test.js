@@ -1,0 +1,54 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  SUBPROTOCOL, socketUrl, isValidRoom, encodeInput, encodePing, decodeServerMessage, ProtocolError,
+} from '../js/protocol.js';
+
+test('subprotocol is the native JSON one', () => {
+  assert.equal(SUBPROTOCOL, 'playfield.v1.json');
+});
+
+test('socket URL follows the page origin and scheme', () => {
+  assert.equal(socketUrl({ protocol: 'http:', host: '127.0.0.1:4321' }, 'lobby'), 'ws://127.0.0.1:4321/ws?room=lobby');
+  assert.equal(socketUrl({ protocol: 'https:', host: 'play.example' }, 'a-b_1'), 'wss://play.example/ws?room=a-b_1');
+  assert.equal(socketUrl({ protocol: 'http:', host: 'h:1' }, null), 'ws://h:1/ws');
+});
+
+test('room names: 1-32 of A-Z a-z 0-9 _ -', () => {
+  for (const ok of ['a', 'lobby', 'Room_1-x', 'x'.repeat(32)]) assert.ok(isValidRoom(ok), ok);
+  for (const bad of ['', 'x'.repeat(33), 'has space', 'é', 'a/b', '?', null, 3]) assert.ok(!isValidRoom(bad), String(bad));
+});
+
+test('encodes input and ping exactly as the protocol shows', () => {
+  assert.deepEqual(JSON.parse(encodeInput(56, { x: 1, y: -1 })), { type: 'input', seq: 56, input: { x: 1, y: -1 } });
+  assert.deepEqual(JSON.parse(encodePing(3)), { type: 'ping', id: 3 });
+});
+
+test('decodes welcome', () => {
+  const m = decodeServerMessage(JSON.stringify({
+    type: 'welcome', protocol: 1, id: 7, room: 'lobby', tick_rate: 20, server_time: 1764099123456.0, input_buffer: 4,
+    world: { width: 500, height: 500, speed: 200, min: 10, max: 490, radius: 10 },
+  }));
+  assert.equal(m.type, 'welcome');
+  assert.equal(m.id, 7);
+  assert.equal(m.room, 'lobby');
+  assert.equal(m.tickRate, 20);
+  assert.equal(m.inputBuffer, 4);
+  assert.deepEqual(m.world, { width: 500, height: 500, speed: 200, min: 10, max: 490, radius: 10 });
+});
+
+test('decodes snapshot, pong and error', () => {
+  const s = decodeServerMessage('{"type":"snapshot","tick":1234,"time":1764099123500.0,"ack":55,"state":{"players":[{"id":7,"x":120.0,"y":340.0,"color":"#1a2b3c"}]}}');
+  assert.deepEqual(s, { type: 'snapshot', tick: 1234, time: 1764099123500, ack: 55, players: [{ id: 7, x: 120, y: 340, color: '#1a2b3c' }] });
+  assert.deepEqual(decodeServerMessage('{"type":"pong","id":3,"server_time":5.0}'), { type: 'pong', id: 3, serverTime: 5 });
+  assert.deepEqual(decodeServerMessage('{"type":"error","code":"room_full","message":"full"}'), { type: 'error', code: 'room_full', message: 'full' });
+});
+
+test('unknown types are tolerated, malformed frames are rejected', () => {
+  assert.equal(decodeServerMessage('{"type":"future_thing","x":1}').type, 'unknown');
+  assert.throws(() => decodeServerMessage('not json'), ProtocolError);
+  assert.throws(() => decodeServerMessage('{"no":"type"}'), ProtocolError);
+  assert.throws(() => decodeServerMessage('{"type":"snapshot","tick":1,"time":2}'), ProtocolError);
+  assert.throws(() => decodeServerMessage('{"type":"snapshot","tick":1,"time":2,"state":{"players":[{"id":1,"x":"a","y":2}]}}'), ProtocolError);
+  assert.throws(() => decodeServerMessage('{"type":"welcome","id":1,"tick_rate":0,"world":{}}'), ProtocolError);
+});
