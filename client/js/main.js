@@ -183,20 +183,7 @@ function onSnapshot(c, m) {
       c.myColor = me.color;
       c.predictor.reconcile(me, m.ack, now);
     }
-    // Our last inputs were dropped (server buffer overflow) and nothing newer
-    // is coming: one zero input gets them cleared by its ack.
-    const { x, y } = held.direction();
-    if (x === 0 && y === 0 && c.predictor.stale(now, staleMs(c))) sendInput(c, { x: 0, y: 0 }, now);
   }
-}
-
-/**
- * How long an input may go unacknowledged before we call it lost: a round
- * trip plus the server's whole input buffer, plus slack for jitter.
- */
-function staleMs(c) {
-  const tickMs = 1000 / c.welcome.tickRate;
-  return (c.rtt ?? 250) + ((c.welcome.inputBuffer ?? 4) + 4) * tickMs;
 }
 
 function sendInput(c, dir, now) {

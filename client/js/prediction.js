@@ -43,7 +43,7 @@ export class Predictor {
     this.tickMs = 1000 / tickRate;
     this.smoothMs = smoothMs;
     this.snapDistance = snapDistance;
-    /** @type {{seq:number, dir:{x:number,y:number}, at:number}[]} inputs not yet acknowledged */
+    /** @type {{seq:number, dir:{x:number,y:number}}[]} inputs not yet acknowledged */
     this.pending = [];
     /** Predicted position, null until the first snapshot tells us where we are. */
     this.pos = null;
@@ -57,7 +57,7 @@ export class Predictor {
 
   /** Record an input we just sent and apply it locally at once. */
   apply(seq, dir, now) {
-    this.pending.push({ seq, dir: { x: dir.x, y: dir.y }, at: now });
+    this.pending.push({ seq, dir: { x: dir.x, y: dir.y } });
     if (this.pos === null) return;
     this.from = this._base(now);
     this.pos = step(this.pos, dir, this.world, this.tickRate);
@@ -102,18 +102,6 @@ export class Predictor {
     this.offAt = now;
     this.pos = p;
     this.from = { x: this.from.x + dx, y: this.from.y + dy };
-  }
-
-  /**
-   * True when our newest input has waited more than `staleMs` without being
-   * acknowledged. The server drops inputs that overflow its buffer, and a
-   * dropped input is only ever cleared by the ack of a later one; if the
-   * dropped ones were our last, the prediction would stay ahead of the server
-   * for good. The caller then sends one zero input, whose ack clears them.
-   */
-  stale(now, staleMs) {
-    const last = this.pending[this.pending.length - 1];
-    return last !== undefined && now - last.at > staleMs;
   }
 
   /** Position to draw at time `now`, or null before the first snapshot. */

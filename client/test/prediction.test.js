@@ -73,8 +73,11 @@ test('inputs sent before the first snapshot are replayed on it', () => {
  * tick, `latency` ms each way. The client uses the real HeldInput,
  * InputClock and Predictor, with frames at 60 fps.
  */
-function simulate({ latency = 150, start = { x: 250, y: 250 }, keys = ['ArrowRight'], down = 1005, up = 2005, end = 3000, drop = new Set(), phase = 13, flushAfter = null } = {}) {
-  const server = { pos: { ...start }, queue: [], ack: 0, tick: 0 };
+function simulate({ latency = 150, start = { x: 250, y: 250 }, keys = ['ArrowRight'], down = 1005, up = 2005, end = 3000, drop = new Set(), phase = 13 } = {}) {
+  // The server's rule: one queued input per tick; inputs that find the queue
+  // full (or are listed in `drop`) are dropped, and acknowledged once the
+  // queue has drained.
+  const server = { pos: { ...start }, queue: [], ack: 0, dropped: 0, tick: 0 };
   const toServer = [];
   const toClient = [];
   const held = new HeldInput();
@@ -95,7 +98,7 @@ function simulate({ latency = 150, start = { x: 250, y: 250 }, keys = ['ArrowRig
     if (r === 'send') {
       seq += 1;
       if (isMoving) moving += 1;
-      if (!drop.has(seq)) toServer.push({ at: t + latency, seq, dir });
+      toServer.push({ at: t + latency, seq, dir });
       pred.apply(seq, dir, t);
       r = clock.poll(t, isMoving);
     }
@@ -105,13 +108,16 @@ function simulate({ latency = 150, start = { x: 250, y: 250 }, keys = ['ArrowRig
   for (let t = 0; t <= end; t++) {
     while (toServer.length && toServer[0].at <= t) {
       const m = toServer.shift();
-      if (server.queue.length < 4) server.queue.push(m);
+      if (server.queue.length < 4 && !drop.has(m.seq)) server.queue.push(m);
+      else server.dropped = Math.max(server.dropped, m.seq);
     }
     if (t >= phase && (t - phase) % TICK_MS === 0) {
       const m = server.queue.shift();
       if (m) {
         server.pos = serverStep(server.pos, m.dir);
         server.ack = m.seq;
+      } else {
+        server.ack = Math.max(server.ack, server.dropped);
       }
       server.tick += 1;
       toClient.push({ at: t + latency, pos: { ...server.pos }, ack: server.ack });
@@ -120,13 +126,6 @@ function simulate({ latency = 150, start = { x: 250, y: 250 }, keys = ['ArrowRig
       const s = toClient.shift();
       pred.reconcile(s.pos, s.ack, t);
       corrections.push(pred.lastCorrection);
-      // What main.js does: a zero input when our last inputs went unanswered.
-      const d = held.direction();
-      if (flushAfter !== null && d.x === 0 && d.y === 0 && pred.stale(t, flushAfter)) {
-        seq += 1;
-        toServer.push({ at: t + latency, seq, dir: { x: 0, y: 0 } });
-        pred.apply(seq, { x: 0, y: 0 }, t);
-      }
     }
     if (t === down) { for (const k of keys) held.pressKey(k); pump(t); }
     if (t === up) { for (const k of keys) held.releaseKey(k); pump(t); }
@@ -185,28 +184,11 @@ test('zero latency also works and the dot stops where the server stops', () => {
   assert.deepEqual(pred.render(end), server.pos);
 });
 
-test('if our last inputs are dropped, a zero input after they go stale brings prediction back to the server', () => {
+test('if our last inputs are dropped, the server acknowledges them and prediction comes back to it', () => {
   // 1 s of holding sends seqs 1..20, and the zero input on release is 21.
-  const lost = new Set([19, 20, 21]);
-  const without = simulate({ latency: 150, drop: lost, end: 4000 });
-  assert.deepEqual(without.server.pos, { x: 430, y: 250 });
-  assert.deepEqual(without.pred.pending.map((i) => i.seq), [19, 20, 21], 'nothing will ever ack them');
-  assert.deepEqual(without.pred.render(4000), { x: 450, y: 250 }, 'stuck two steps ahead');
-
-  const withFlush = simulate({ latency: 150, drop: lost, end: 4000, flushAfter: 300 + 8 * 50 });
-  assert.deepEqual(withFlush.server.pos, { x: 430, y: 250 });
-  assert.equal(withFlush.pred.pending.length, 0);
-  assert.deepEqual(withFlush.pred.render(4000), { x: 430, y: 250 });
-});
-
-test('stale() only fires for an unacknowledged newest input older than the limit', () => {
-  const p = new Predictor({ world: WORLD, tickRate: TICK_RATE });
-  p.reconcile({ x: 100, y: 100 }, 0, 0);
-  assert.equal(p.stale(10_000, 500), false, 'nothing pending');
-  p.apply(1, { x: 1, y: 0 }, 1000);
-  p.apply(2, { x: 0, y: 0 }, 1050);
-  assert.equal(p.stale(1500, 500), false);
-  assert.equal(p.stale(1551, 500), true);
-  p.reconcile({ x: 110, y: 100 }, 2, 1600);
-  assert.equal(p.stale(5000, 500), false, 'acked');
+  const { server, pred } = simulate({ latency: 150, drop: new Set([19, 20, 21]), end: 4000 });
+  assert.deepEqual(server.pos, { x: 430, y: 250 });
+  assert.equal(server.ack, 21);
+  assert.equal(pred.pending.length, 0, 'nothing left to replay');
+  assert.deepEqual(pred.render(4000), { x: 430, y: 250 });
 });
