@@ -55,7 +55,9 @@ pub struct Config {
     #[arg(long, env = "PLAYFIELD_PING_INTERVAL", default_value = "5", value_parser = parse_secs)]
     pub ping_interval: Duration,
 
-    /// Seconds without any frame from a client (not even a pong) before it is dropped.
+    /// Seconds without a pong from a client before it is dropped (at least
+    /// twice the ping interval). Only pongs count: a client that keeps
+    /// sending but never reads does not answer pings either.
     #[arg(long, env = "PLAYFIELD_IDLE_TIMEOUT", default_value = "20", value_parser = parse_secs)]
     pub idle_timeout: Duration,
 
@@ -82,6 +84,18 @@ impl Config {
         config.host = IpAddr::from([127, 0, 0, 1]);
         config.port = 0;
         config
+    }
+
+    /// Checks settings that depend on each other; clap checks each one alone.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.idle_timeout < self.ping_interval * 2 {
+            return Err(format!(
+                "--idle-timeout ({} s) must be at least twice --ping-interval ({} s): clients are dropped when no pong arrives within the idle timeout, so every client would be dropped between pings",
+                self.idle_timeout.as_secs_f64(),
+                self.ping_interval.as_secs_f64()
+            ));
+        }
+        Ok(())
     }
 
     /// Length of one tick.

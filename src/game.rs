@@ -29,9 +29,22 @@ pub enum SeedDirection {
 pub struct SeedPlayer {
     /// The seed sends ids as strings.
     pub id: String,
+    /// Whole numbers are written as JSON integers, as the seed (Python ints)
+    /// does, so strictly typed seed-protocol clients keep working.
+    #[serde(serialize_with = "whole_as_integer")]
     pub x: f64,
+    #[serde(serialize_with = "whole_as_integer")]
     pub y: f64,
     pub color: String,
+}
+
+fn whole_as_integer<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    // Below 2^53 every whole f64 converts to i64 exactly.
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
+    }
 }
 
 /// The rules of a game, driven by a room at a fixed tick.

@@ -95,6 +95,7 @@ pub enum ErrorCode {
     UnknownType,
     InvalidMessage,
     RoomFull,
+    TooManyRooms,
     InvalidRoom,
     ServerFull,
 }
@@ -106,6 +107,7 @@ impl ErrorCode {
             ErrorCode::UnknownType => "unknown_type",
             ErrorCode::InvalidMessage => "invalid_message",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::InvalidRoom => "invalid_room",
             ErrorCode::ServerFull => "server_full",
         }

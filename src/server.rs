@@ -6,6 +6,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
@@ -25,7 +26,7 @@ use crate::config::Config;
 use crate::game::{Game, PlayerId};
 use crate::protocol::Protocol;
 use crate::room::{RoomConfig, Rooms};
-use crate::session::{self, Admission};
+use crate::session::{self, Admission, Seat};
 
 /// State shared by every connection of one server.
 pub struct Shared<G: Game> {
@@ -33,6 +34,10 @@ pub struct Shared<G: Game> {
     pub rooms: Rooms<G>,
     /// One permit per open WebSocket: the connection limit.
     pub connections: Arc<Semaphore>,
+    /// Over-limit clients being told so on their socket. Bounded too, so a
+    /// flood of refused clients cannot cost more than a few tasks; past it
+    /// they get a plain HTTP 503.
+    pub refusals: Arc<Semaphore>,
     /// Cancelled once on shutdown; every session watches it.
     pub shutdown: CancellationToken,
     /// Every session task, so shutdown can wait for their close handshakes.
@@ -54,6 +59,7 @@ impl<G: Game> Shared<G> {
         );
         Shared {
             connections: Arc::new(Semaphore::new(config.max_connections as usize)),
+            refusals: Arc::new(Semaphore::new(refusal_slots(config.max_connections))),
             rooms,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -97,6 +103,12 @@ pub fn router<G: Game>(shared: Arc<Shared<G>>) -> Router {
         .with_state(shared)
 }
 
+/// Refusals that may be in flight at once: a sixteenth of the connection
+/// limit, at least 16.
+fn refusal_slots(max_connections: u32) -> usize {
+    (max_connections as usize / 16).max(16)
+}
+
 /// Bytes read from a socket at a time; larger messages take several reads.
 const READ_BUFFER: usize = 4096;
 
@@ -109,7 +121,7 @@ struct WsParams {
 /// upgrade (the seed client connects to the bare root).
 async fn root<G: Game>(
     state: State<Arc<Shared<G>>>,
-    params: Query<WsParams>,
+    params: Result<Query<WsParams>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match ws {
@@ -121,7 +133,7 @@ async fn root<G: Game>(
 /// `GET /ws`: WebSocket only.
 async fn websocket<G: Game>(
     state: State<Arc<Shared<G>>>,
-    params: Query<WsParams>,
+    params: Result<Query<WsParams>, QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
     upgrade(state, params, ws)
@@ -129,9 +141,14 @@ async fn websocket<G: Game>(
 
 fn upgrade<G: Game>(
     State(shared): State<Arc<Shared<G>>>,
-    Query(params): Query<WsParams>,
+    params: Result<Query<WsParams>, QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // A malformed query (e.g. `?room=a&room=b`) is reported on the socket
+    // with a close reason, which a browser can show; an HTTP 400 it cannot.
+    let room = params
+        .map(|Query(p)| p.room)
+        .map_err(|e| format!("invalid query string ({}); use ?room=NAME", e.body_text()));
     let offered = ws
         .requested_protocols()
         .filter_map(|h| h.to_str().ok())
@@ -145,12 +162,25 @@ fn upgrade<G: Game>(
         None => ws,
     };
     let limit = shared.config.max_message_bytes as usize;
-    // Refusals need the socket to carry a close reason, so the permit is only
-    // checked here and the session reports a missing one.
+    // A refusal is sent on the socket (close 1013 with a reason a browser can
+    // show) while refusal slots last; past them, a plain 503 costs nothing.
+    let seat = match shared.connections.clone().try_acquire_owned() {
+        Ok(permit) => Seat::Admitted(permit),
+        Err(_) => match shared.refusals.clone().try_acquire_owned() {
+            Ok(permit) => Seat::Refused(permit),
+            Err(_) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    session::server_full_reason(shared.config.max_connections),
+                )
+                    .into_response()
+            }
+        },
+    };
     let admission = Admission {
         protocol,
-        room: params.room,
-        permit: shared.connections.clone().try_acquire_owned().ok(),
+        room,
+        seat,
     };
     let tracker = shared.tracker.clone();
     ws.max_message_size(limit)
@@ -175,13 +205,18 @@ async fn rooms<G: Game>(State(shared): State<Arc<Shared<G>>>) -> Json<serde_json
     }))
 }
 
-/// Serves `G` on `listener` until `shutdown` completes, then closes every
-/// client with 1001 and waits up to `shutdown_grace` for them.
+/// Serves `G` on `listener` until `shutdown` completes, then stops accepting,
+/// closes every client with 1001 and exits within `shutdown_grace`, whatever
+/// the clients do (a half-sent HTTP request or a client that never answers
+/// the close cannot hold the process).
 pub async fn run<G: Game>(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let grace = config.shutdown_grace;
     let shared = Arc::new(Shared::<G>::new(config));
     let token = shared.shutdown.clone();
@@ -189,15 +224,40 @@ pub async fn run<G: Game>(
         shutdown.await;
         token.cancel();
     });
-    axum::serve(listener, router(shared.clone()))
-        .with_graceful_shutdown(shared.shutdown.clone().cancelled_owned())
-        .await?;
+    let http = axum::serve(listener, router(shared.clone()))
+        .with_graceful_shutdown(shared.shutdown.clone().cancelled_owned());
+    let mut serving = tokio::spawn(std::future::IntoFuture::into_future(http));
+    let mut drained = false;
+    tokio::select! {
+        ended = &mut serving => {
+            ended.map_err(io::Error::other)??;
+            // Graceful shutdown drains plain HTTP quickly (upgraded sockets are
+            // not tracked by it); anything else ending the server is a bug.
+            if !shared.shutdown.is_cancelled() {
+                return Err(io::Error::other("the HTTP server stopped unexpectedly"));
+            }
+            drained = true;
+        }
+        _ = shared.shutdown.cancelled() => {}
+    }
+    // One deadline for everything: sessions start closing at the signal, in
+    // parallel with the HTTP drain.
+    let deadline = tokio::time::Instant::now() + grace;
     info!(
         sessions = shared.tracker.len(),
-        "stopped accepting; closing clients"
+        "stopped accepting; closing clients with 1001"
     );
+    if !drained {
+        match tokio::time::timeout_at(deadline, &mut serving).await {
+            Ok(ended) => ended.map_err(io::Error::other)??,
+            Err(_) => {
+                warn!("HTTP connections still open after {grace:?}; dropping them");
+                serving.abort();
+            }
+        }
+    }
     shared.tracker.close();
-    if tokio::time::timeout(grace, shared.tracker.wait())
+    if tokio::time::timeout_at(deadline, shared.tracker.wait())
         .await
         .is_err()
     {

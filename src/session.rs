@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::game::{Game, PlayerId};
 use crate::protocol::{self, encode, ClientMessage, ErrorCode, Protocol, ProtocolError};
-use crate::room::{validate_room_name, Command, Frame, InputQueue, RoomHandle};
+use crate::room::{validate_room_name, Command, Frame, InputQueue, ReserveError, RoomHandle};
 use crate::server::Shared;
 
 /// WebSocket close codes we use (RFC 6455 §7.4.1).
@@ -60,9 +60,22 @@ impl std::fmt::Display for End {
 /// What the upgrade handler decided before the socket existed.
 pub struct Admission {
     pub protocol: Protocol,
-    pub room: Option<String>,
-    /// `None` when the connection limit was already reached.
-    pub permit: Option<OwnedSemaphorePermit>,
+    /// `?room=`, absent, or why the query string could not be read.
+    pub room: Result<Option<String>, String>,
+    pub seat: Seat,
+}
+
+/// Whether the connection limit let this client in. Either way the permit
+/// is held for as long as the session runs.
+pub enum Seat {
+    Admitted(OwnedSemaphorePermit),
+    /// Over the limit: only here to be told so.
+    Refused(OwnedSemaphorePermit),
+}
+
+/// What an over-limit client is told.
+pub fn server_full_reason(max_connections: u32) -> String {
+    format!("server is full ({max_connections} connections max); try again later")
 }
 
 /// Runs one connection from upgrade to close.
@@ -73,19 +86,25 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
         protocol,
         send_timeout: shared.config.send_timeout,
     };
-    let Some(_permit) = admission.permit else {
-        let reason = format!(
-            "server is full ({} connections max); try again later",
-            shared.config.max_connections
-        );
-        debug!("refused a connection: {reason}");
-        conn.refuse(ErrorCode::ServerFull, close_code::TRY_AGAIN_LATER, reason)
-            .await;
-        return;
+    let _permit = match admission.seat {
+        Seat::Admitted(permit) => permit,
+        Seat::Refused(_refusal) => {
+            let reason = server_full_reason(shared.config.max_connections);
+            debug!("refused a connection: {reason}");
+            conn.refuse(ErrorCode::ServerFull, close_code::TRY_AGAIN_LATER, reason)
+                .await;
+            return;
+        }
     };
-    let room = admission
-        .room
-        .unwrap_or_else(|| shared.config.default_room.clone());
+    let room = match admission.room {
+        Ok(room) => room.unwrap_or_else(|| shared.config.default_room.clone()),
+        Err(reason) => {
+            debug!("refused a connection: {reason}");
+            conn.refuse(ErrorCode::InvalidRoom, close_code::POLICY, reason)
+                .await;
+            return;
+        }
+    };
     if let Err(why) = validate_room_name(&room) {
         let shown = protocol::truncate(&room, 40);
         let reason = format!("invalid room `{shown}`: {why}");
@@ -98,12 +117,12 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
         Ok(handle) => handle,
         Err(why) => {
             debug!("refused a connection: {why}");
-            conn.refuse(
-                ErrorCode::RoomFull,
-                close_code::TRY_AGAIN_LATER,
-                why.to_string(),
-            )
-            .await;
+            let code = match why {
+                ReserveError::RoomFull { .. } => ErrorCode::RoomFull,
+                ReserveError::TooManyRooms { .. } => ErrorCode::TooManyRooms,
+            };
+            conn.refuse(code, close_code::TRY_AGAIN_LATER, why.to_string())
+                .await;
             return;
         }
     };

@@ -140,6 +140,10 @@ fn bad_settings_are_explained() {
         (vec!["--tick-rate", "0"], "1..=240"),
         (vec!["--default-room", "no spaces"], "may only contain"),
         (vec!["--idle-timeout", "soon"], "number of seconds"),
+        (
+            vec!["--ping-interval", "10", "--idle-timeout", "15"],
+            "at least twice --ping-interval",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_playfield"))
             .args(&args)

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 /// The seed's flow, message by message: `init` with a string id, then a
 /// `state_update` every tick listing us with position and colour, and `move`
 /// steps of 10 px.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_flow_message_by_message() {
     let server = TestServer::start().await;
     let mut ws = server.seed().await;
@@ -35,6 +35,10 @@ async fn seed_flow_message_by_message() {
         .find(|p| p["id"] == id)
         .unwrap()
         .clone();
+    assert!(
+        me["x"].is_i64() && me["y"].is_i64(),
+        "integers, as the seed sends: {me}"
+    );
     let (x, y) = (me["x"].as_f64().unwrap(), me["y"].as_f64().unwrap());
     assert!((50.0..=450.0).contains(&x) && (50.0..=450.0).contains(&y));
     let color = me["color"].as_str().unwrap();
@@ -50,7 +54,7 @@ async fn seed_flow_message_by_message() {
 }
 
 /// Ids are sequential per server, and two clients see each other.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_see_each_other() {
     let server = TestServer::start().await;
     let mut a = server.seed().await;
@@ -75,7 +79,7 @@ async fn two_clients_see_each_other() {
 }
 
 /// The native welcome tells a client everything it needs to predict.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_welcome_snapshot_ack_and_pong() {
     let server = TestServer::start().await;
     let mut ws = server.native("?room=native").await;
@@ -117,7 +121,7 @@ async fn native_welcome_snapshot_ack_and_pong() {
 
 /// Holding a key in the seed client (a move every 50 ms) moves at full speed;
 /// walking into a wall stops at the 10 px margin.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_key_full_speed_and_clamping() {
     let server = TestServer::start().await;
     let mut ws = server.seed().await;
@@ -126,8 +130,10 @@ async fn held_key_full_speed_and_clamping() {
     let (x0, _) = find(&first["players"], &id).unwrap();
     let dir = if x0 < 250.0 { "RIGHT" } else { "LEFT" };
 
-    // One second of holding the key, paced like the seed client's setInterval.
+    // One second of holding the key, paced like the seed client's setInterval
+    // (which never bursts after a stall, so neither may we).
     let mut pace = tokio::time::interval(Duration::from_millis(50));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let start = Instant::now();
     let mut sent = 0;
     while sent < 20 {
@@ -142,10 +148,20 @@ async fn held_key_full_speed_and_clamping() {
     } else {
         x0 - 200.0
     };
-    wait_for(&mut ws, "state_update", |u| {
-        find(&u["players"], &id).map(|p| p.0) == Some(target)
-    })
-    .await;
+    // Tick by tick, the dot moves 10 px or not at all; a pause means the move
+    // for that tick was late. The input buffer absorbs the seed client's timer
+    // jitter, so pauses stay rare: no stutter.
+    let mut xs = vec![x0];
+    while *xs.last().unwrap() != target {
+        let u = next_of(&mut ws, "state_update").await;
+        xs.push(find(&u["players"], &id).unwrap().0);
+        assert!(xs.len() < 80, "never reached {target}: {xs:?}");
+    }
+    let steps: Vec<f64> = xs.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+    assert!(steps.iter().all(|&d| d == 0.0 || d == 10.0), "{steps:?}");
+    let moving = steps.iter().position(|&d| d > 0.0).unwrap_or(0);
+    let pauses = steps[moving..].iter().filter(|&&d| d == 0.0).count();
+    assert!(pauses <= 3, "stuttered: {pauses} pauses in {steps:?}");
     // ...and no more.
     for _ in 0..4 {
         let u = next_of(&mut ws, "state_update").await;
@@ -176,7 +192,7 @@ async fn held_key_full_speed_and_clamping() {
 }
 
 /// A client that floods moves gains no speed: at most 10 px per tick.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flooding_gains_no_speed() {
     let server = TestServer::start().await;
     let mut flood = server.native("?room=flood").await;
@@ -247,7 +263,7 @@ async fn flooding_gains_no_speed() {
 }
 
 /// A player who disconnects disappears for everyone.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_removes_the_player() {
     let server = TestServer::start().await;
     let mut a = server.seed().await;
@@ -269,7 +285,7 @@ async fn disconnect_removes_the_player() {
 }
 
 /// Rooms do not see each other, are listed with counts, and vanish when empty.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_are_isolated_listed_and_removed() {
     let server = TestServer::start().await;
     let mut a = server.native("?room=red").await;
@@ -315,13 +331,16 @@ async fn rooms_are_isolated_listed_and_removed() {
 }
 
 /// One port: the page at `/`, WebSockets at `/` and `/ws`.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_client_page() {
     let server = TestServer::start().await;
     let (status, head, body) = http_get(&server.http("/")).await;
     assert_eq!(status, 200);
     assert!(head.to_ascii_lowercase().contains("text/html"));
     assert!(body.to_ascii_lowercase().contains("<!doctype html"));
+    // A query the WebSocket would refuse does not break the page.
+    let (status, _, _) = http_get(&server.http("/?room=a&room=b")).await;
+    assert_eq!(status, 200);
     let (status, _, _) = http_get(&server.http("/no-such-file.js")).await;
     assert_eq!(status, 404);
     let (status, _, body) = http_get(&server.http("/healthz")).await;

@@ -12,7 +12,13 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Logs go through a background writer that drops lines rather than block:
+    // a stdout pipe nobody reads must never stall the game.
+    let (log_writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .finish(std::io::stdout());
     tracing_subscriber::fmt()
+        .with_writer(log_writer)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -20,6 +26,10 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stdout().is_terminal())
         .init();
     let config = Config::parse();
+    if let Err(e) = config.validate() {
+        eprintln!("playfield: {e}");
+        return ExitCode::from(2);
+    }
     let listener = match TcpListener::bind((config.host, config.port)).await {
         Ok(l) => l,
         Err(e) => {
@@ -45,9 +55,17 @@ async fn main() -> ExitCode {
     } else {
         println!("playfield: listening on http://{addr}/ : open it in a browser");
     }
+    // A second Ctrl-C (or SIGTERM) means "now": skip the graceful close.
+    tokio::spawn(async {
+        shutdown_signal().await;
+        shutdown_signal().await;
+        eprintln!("playfield: second signal, exiting without waiting for clients");
+        std::process::exit(130);
+    });
     match playfield::server::run::<DotGame>(config, listener, shutdown_signal()).await {
         Ok(()) => {
-            println!("playfield: stopped");
+            // Through the lossy log writer: a full stdout pipe must not hang the exit.
+            tracing::info!("playfield: stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
