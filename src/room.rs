@@ -17,10 +17,13 @@ use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::game::{Game, PlayerId};
 use crate::protocol::{encode, unix_millis, Protocol};
+
+/// Missed ticks a room catches up on after a stall; beyond this it skips.
+const MAX_CATCH_UP_TICKS: u32 = 20;
 
 /// Longest room name, in bytes.
 pub const MAX_ROOM_NAME: usize = 32;
@@ -231,8 +234,13 @@ impl<G: Game> Room<G> {
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command<G>>, tick_interval: Duration) {
         let mut ticker = tokio::time::interval(tick_interval);
-        // After a stall, do not fire a burst of catch-up ticks at clients.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        // After a short stall, run the missed ticks back to back: tick n stays
+        // at start + n periods, which clients use as their timeline, and
+        // clients sending one input per tick do not pile up a backlog. The
+        // burst costs no bandwidth (sessions only send the newest frame).
+        // After a long stall, give up on catching up and restart the clock.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let max_lag = tick_interval * MAX_CATCH_UP_TICKS;
         loop {
             tokio::select! {
                 // Joins and leaves first, so a tick never sees a half-joined player.
@@ -253,7 +261,13 @@ impl<G: Game> Room<G> {
                     }
                     None => break,
                 },
-                _ = ticker.tick() => self.step(SystemTime::now()),
+                scheduled = ticker.tick() => {
+                    if scheduled.elapsed() > max_lag {
+                        warn!(room = %self.name, lag = ?scheduled.elapsed(), "room fell too far behind; skipping missed ticks");
+                        ticker.reset();
+                    }
+                    self.step(SystemTime::now());
+                }
             }
         }
         debug!(room = %self.name, ticks = self.tick, "room closed");
@@ -486,6 +500,40 @@ mod tests {
         assert_eq!(v["type"], "state_update");
         assert_eq!(v["players"][0]["id"], "1");
         assert!(frame.native_state.is_none());
+    }
+
+    /// After a short stall the room runs the missed ticks, so tick numbers
+    /// stay a steady timeline; after a long one it skips ahead instead.
+    #[tokio::test(start_paused = true)]
+    async fn catches_up_after_short_stalls_and_skips_long_ones() {
+        let rooms: Rooms<DotGame> = Rooms::new(
+            4,
+            4,
+            RoomConfig {
+                tick_rate: 20,
+                input_buffer: 4,
+            },
+            Duration::from_millis(50),
+        );
+        let handle = rooms.reserve("a").unwrap();
+        let tick = || handle.frames.borrow().tick;
+        // Let the room start and run its first tick.
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        let t0 = tick();
+        // A 500 ms stall: the room is not polled while time moves on.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(tick() - t0, 10, "ten missed ticks run back to back");
+        // A 5 s stall (100 ticks): more than the room catches up on.
+        let t1 = tick();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        for _ in 0..200 {
+            tokio::task::yield_now().await;
+        }
+        assert!(tick() - t1 < 5, "skipped ahead, ran {} ticks", tick() - t1);
     }
 
     #[tokio::test]

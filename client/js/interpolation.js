@@ -3,20 +3,28 @@
  * between the two snapshots that bracket that moment, so 20 Hz snapshots
  * turn into smooth 60 fps motion. Pure module: no DOM.
  *
- * Server time is mapped to the local clock with an offset = arrival - time.
- * The offset follows the fastest recent arrival (lower values are adopted at
- * once, higher ones only drift in slowly), so a late packet does not push the
- * whole timeline back, while clock drift and lasting latency changes are
- * still followed.
+ * The timeline is the server's tick, not its wall clock: snapshot `tick` n
+ * happened at `n * tickMs` server milliseconds. The snapshot's `time` field
+ * comes from the server's system clock, which can step (NTP, an admin): a
+ * timeline built on it would make every other dot freeze or jump for
+ * seconds. Ticks only ever advance by one per tick.
+ *
+ * Server timeline ms are mapped to the local clock with an offset =
+ * arrival - tick time. The offset follows the fastest recent arrival (lower
+ * values are adopted at once, higher ones only drift in slowly), so a late
+ * packet does not push the whole timeline back, while clock drift, lasting
+ * latency changes and server stalls (the server skips ticks it missed, so
+ * its tick timeline falls behind real time) are still followed.
  */
 export class Interpolator {
-  constructor({ delayMs = 100, maxSnapshots = 32, driftRate = 0.02 } = {}) {
+  constructor({ tickMs = 50, delayMs = 100, maxSnapshots = 32, driftRate = 0.02 } = {}) {
+    this.tickMs = tickMs;
     this.delayMs = delayMs;
     this.maxSnapshots = maxSnapshots;
     this.driftRate = driftRate;
-    /** @type {{tick:number, time:number, players:any[], byId:Map<any,any>}[]} oldest first */
+    /** @type {{tick:number, t:number, players:any[], byId:Map<any,any>}[]} oldest first; t = tick * tickMs */
     this.snapshots = [];
-    this.offset = null; // local ms - server ms
+    this.offset = null; // local ms - server timeline ms
     /** Reused output array and objects: sampling allocates nothing per frame. */
     this.out = [];
     this.pool = [];
@@ -29,23 +37,25 @@ export class Interpolator {
 
   /**
    * Add a snapshot received at local time `arrival`. Duplicates and
-   * out-of-order snapshots are ignored.
-   * @param {{tick:number, time:number, players:{id:any,x:number,y:number,color?:string}[]}} snap
+   * out-of-order snapshots are ignored. Only `tick` places it in time; its
+   * wall-clock `time`, if any, is not used.
+   * @param {{tick:number, players:{id:any,x:number,y:number,color?:string}[]}} snap
    */
   push(snap, arrival) {
     const last = this.snapshots[this.snapshots.length - 1];
     if (last && snap.tick <= last.tick) return;
     const byId = new Map();
     for (const p of snap.players) byId.set(p.id, p);
-    this.snapshots.push({ tick: snap.tick, time: snap.time, players: snap.players, byId });
+    const t = snap.tick * this.tickMs;
+    this.snapshots.push({ tick: snap.tick, t, players: snap.players, byId });
     if (this.snapshots.length > this.maxSnapshots) this.snapshots.shift();
 
-    const sample = arrival - snap.time;
+    const sample = arrival - t;
     if (this.offset === null || sample < this.offset) this.offset = sample;
     else this.offset += (sample - this.offset) * this.driftRate;
   }
 
-  /** Server time that is drawn at local time `now`. */
+  /** Server timeline ms (tick * tickMs) that is drawn at local time `now`. */
   renderTime(now) {
     return this.offset === null ? -Infinity : now - this.offset - this.delayMs;
   }
@@ -69,10 +79,10 @@ export class Interpolator {
     }
     const t = this.renderTime(now);
     let i = snaps.length - 1;
-    while (i > 0 && snaps[i].time > t) i--;
+    while (i > 0 && snaps[i].t > t) i--;
     const a = snaps[i];
     const b = i + 1 < snaps.length ? snaps[i + 1] : null;
-    const alpha = b && t > a.time ? Math.min(1, (t - a.time) / (b.time - a.time)) : 0;
+    const alpha = b && t > a.t ? Math.min(1, (t - a.t) / (b.t - a.t)) : 0;
 
     let n = 0;
     for (const p of a.players) {

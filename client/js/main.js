@@ -9,10 +9,14 @@ import { HeldInput, InputClock, steeringKey } from './input.js';
 import { Predictor } from './prediction.js';
 import { Interpolator } from './interpolation.js';
 import { Backoff } from './backoff.js';
+import { LinkWatchdog } from './watchdog.js';
+import { RateCounter } from './stats.js';
 import { Renderer } from './render.js';
 
 const PING_EVERY_MS = 1500;
 const STATS_EVERY_MS = 250;
+const WATCH_EVERY_MS = 500;
+const ERROR_NOTE_MS = 5000;
 const STATUS_TEXT = {
   connecting: 'Connecting…',
   connected: 'Connected',
@@ -41,7 +45,8 @@ const ui = {
 
 const renderer = new Renderer(ui.canvas);
 const held = new HeldInput();
-const backoff = new Backoff({ base: 500, factor: 2, cap: 10_000 });
+// The backoff starts over only once a connection has stayed up 10 s.
+const backoff = new Backoff({ base: 500, factor: 2, cap: 10_000, stableMs: 10_000 });
 
 /** Room we want to be in: from `?room=`, or null for the server's default. */
 let wantedRoom = roomFromUrl();
@@ -83,10 +88,12 @@ function roomFromUrl() {
 
 let reconnectTimer = 0;
 let countdownTimer = 0;
+let errorNoteTimer = 0;
 
 function connect() {
   clearTimeout(reconnectTimer);
   clearInterval(countdownTimer);
+  if (conn) teardown(conn); // never two sockets (and their timers) at once
   setStatus('connecting');
   let ws;
   try {
@@ -95,31 +102,40 @@ function connect() {
     scheduleReconnect('error', `Cannot open a connection: ${err.message || err}`);
     return;
   }
+  const now = performance.now();
   conn = {
     ws,
     opened: false,
     welcome: null,
     predictor: null,
     clock: null,
-    interp: new Interpolator({ delayMs: 100 }),
+    interp: null, // created on welcome: its timeline needs the tick rate
     seq: 0,
     serverPlayers: [],
     myColor: '#ffffff',
     lastTick: null,
-    arrivals: [], // snapshot arrival times within the last second
+    arrivals: new RateCounter({ windowMs: 1000 }), // snapshots in the last second
     pings: new Map(),
     pingId: 0,
     rtt: null,
     pingTimer: 0,
     pumpTimer: 0,
+    // Dead-link detection: a half-open TCP connection raises no event.
+    watchdog: new LinkWatchdog({ now }),
+    watchTimer: 0,
     serverError: null,
   };
   const c = conn;
+  c.watchTimer = setInterval(() => watch(c), WATCH_EVERY_MS);
   ws.onopen = () => {
-    if (conn === c) c.opened = true;
+    if (conn !== c) return;
+    c.opened = true;
+    c.watchdog.opened(performance.now());
   };
   ws.onmessage = (ev) => {
-    if (conn === c) onMessage(c, ev.data);
+    if (conn !== c) return;
+    c.watchdog.heard(performance.now());
+    onMessage(c, ev.data);
   };
   ws.onclose = (ev) => {
     if (conn === c) onClose(c, ev);
@@ -146,7 +162,10 @@ function onMessage(c, data) {
       if (c.welcome) {
         const note = `Server: ${m.message || m.code}`;
         setStatus('connected', note);
-        setTimeout(() => { if (status === 'connected' && ui.detail.textContent === note) setStatus('connected'); }, 5000);
+        clearTimeout(errorNoteTimer);
+        errorNoteTimer = setTimeout(() => {
+          if (conn === c && status === 'connected' && ui.detail.textContent === note) setStatus('connected');
+        }, ERROR_NOTE_MS);
       }
       return;
     default:
@@ -155,14 +174,20 @@ function onMessage(c, data) {
 }
 
 function onWelcome(c, m) {
+  if (c.welcome) return; // once per connection
   c.welcome = m;
+  const tickMs = 1000 / m.tickRate;
   c.predictor = new Predictor({ world: m.world, tickRate: m.tickRate });
-  c.clock = new InputClock(1000 / m.tickRate);
+  c.clock = new InputClock(tickMs);
+  // Others are drawn two ticks (at least 100 ms) in the past, on the tick timeline.
+  c.interp = new Interpolator({ tickMs, delayMs: Math.max(100, 2 * tickMs) });
+  c.watchdog.setTickRate(m.tickRate);
   renderer.setWorld(m.world);
   ui.canvas.style.aspectRatio = `${m.world.width} / ${m.world.height}`;
   ui.canvas.parentElement.style.maxWidth = `${m.world.width}px`;
   resize();
-  backoff.reset();
+  // Not reset(): the backoff starts over only if this connection stays up.
+  backoff.connected(performance.now());
   ui.playerId.textContent = String(m.id);
   if (document.activeElement !== ui.roomInput) ui.roomInput.value = m.room;
   setStatus('connected');
@@ -172,11 +197,12 @@ function onWelcome(c, m) {
 }
 
 function onSnapshot(c, m) {
+  if (!c.welcome) return; // welcome comes first; without it we cannot place a snapshot in time
   const now = performance.now();
   c.interp.push(m, now);
   c.serverPlayers = m.players;
   c.lastTick = m.tick;
-  c.arrivals.push(now);
+  c.arrivals.hit(now);
   if (c.predictor) {
     const me = m.players.find((p) => p.id === c.welcome.id);
     if (me) {
@@ -208,8 +234,29 @@ function sendPing(c) {
   c.ws.send(encodePing(c.pingId));
 }
 
+/**
+ * Watchdog tick: a socket stuck CONNECTING, or open but silent (half-open
+ * TCP after a Wi-Fi drop or sleep), is closed and retried with backoff.
+ */
+function watch(c) {
+  if (conn !== c) {
+    clearInterval(c.watchTimer); // belt and braces: teardown clears it
+    return;
+  }
+  const dead = c.watchdog.check(performance.now());
+  if (!dead) return;
+  teardown(c);
+  const s = Math.round(dead.ms / 1000);
+  if (dead.reason === 'connect-timeout') {
+    scheduleReconnect('error', `No answer from the server in ${s}s`);
+  } else {
+    scheduleReconnect(c.welcome ? 'disconnected' : 'error', `Nothing heard from the server for ${s}s`);
+  }
+}
+
 function teardown(c) {
   clearInterval(c.pingTimer);
+  clearInterval(c.watchTimer);
   clearTimeout(c.pumpTimer);
   c.ws.onopen = c.ws.onmessage = c.ws.onclose = c.ws.onerror = null;
   if (c.ws.readyState <= WebSocket.OPEN) c.ws.close(1000, 'bye');
@@ -231,7 +278,7 @@ function onClose(c, ev) {
 
 /** Wait with backoff, showing a live countdown, then connect again. */
 function scheduleReconnect(state, why) {
-  const delay = backoff.next();
+  const delay = backoff.next(performance.now());
   const at = performance.now() + delay;
   const show = () => {
     const s = Math.max(1, Math.ceil((at - performance.now()) / 1000));
@@ -390,11 +437,10 @@ setInterval(() => {
   const c = conn;
   const live = c && c.welcome;
   const now = performance.now();
-  if (c) while (c.arrivals.length && c.arrivals[0] < now - 1000) c.arrivals.shift();
   ui.ping.textContent = live && c.rtt !== null ? `${Math.round(c.rtt)} ms` : '–';
   ui.players.textContent = live ? String(c.serverPlayers.length) : '–';
   ui.room.textContent = live ? c.welcome.room : (wantedRoom ?? '–');
-  ui.rate.textContent = live ? String(c.arrivals.length) : '–';
+  ui.rate.textContent = live ? String(c.arrivals.count(now)) : '–';
   ui.tick.textContent = live && c.lastTick !== null ? String(c.lastTick) : '–';
 }, STATS_EVERY_MS);
 

@@ -28,19 +28,25 @@ function clamp(v, lo, hi) {
  *
  * - `pos` is where the server will put us once it has applied every input we
  *   have sent. Each input moves it one step immediately.
- * - Rendering glides from the previous position to `pos` over one tick, so
- *   our dot moves continuously at 60 fps (and visibly on the very next frame)
- *   instead of jumping 10 px at 20 Hz.
+ * - Rendering glides from what is drawn towards `pos` at the world's speed
+ *   (one step per tick), so our dot moves continuously at 60 fps (and
+ *   visibly on the very next frame) instead of jumping 10 px at 20 Hz. The
+ *   glide never goes faster than that speed: if an input timer fires late
+ *   and the next one on time, the dot lags by those few ms instead of
+ *   rushing to catch up.
  * - On a snapshot we take the server position, drop inputs with seq <= ack and
  *   replay the rest. Any difference to the old prediction is not shown as a
  *   jump: it becomes a visual offset that eases out to zero over `smoothMs`.
  *   Differences larger than `snapDistance` (teleports) are applied at once.
  */
 export class Predictor {
-  constructor({ world, tickRate, smoothMs = 100, snapDistance = 100 }) {
+  constructor({ world, tickRate, smoothMs = 100, snapDistance = 100, maxPending = 256 }) {
     this.world = world;
     this.tickRate = tickRate;
     this.tickMs = 1000 / tickRate;
+    // Glide speed in px/ms; a world without a speed glides a step per tick.
+    this.glideSpeed = world.speed > 0 ? world.speed / 1000 : null;
+    this.maxPending = maxPending;
     this.smoothMs = smoothMs;
     this.snapDistance = snapDistance;
     /** @type {{seq:number, dir:{x:number,y:number}}[]} inputs not yet acknowledged */
@@ -49,6 +55,7 @@ export class Predictor {
     this.pos = null;
     this.from = null; // where the current glide started
     this.stepAt = -Infinity; // when the current glide started
+    this.glideMs = 0; // how long the current glide takes
     this.offX = 0; // correction offset at offAt, eases to 0
     this.offY = 0;
     this.offAt = 0;
@@ -58,10 +65,15 @@ export class Predictor {
   /** Record an input we just sent and apply it locally at once. */
   apply(seq, dir, now) {
     this.pending.push({ seq, dir: { x: dir.x, y: dir.y } });
+    // A server that never acknowledges must not make us grow (and replay)
+    // for ever; this many unacknowledged inputs is minutes of lag anyway.
+    if (this.pending.length > this.maxPending) this.pending.splice(0, this.pending.length - this.maxPending);
     if (this.pos === null) return;
     this.from = this._base(now);
     this.pos = step(this.pos, dir, this.world, this.tickRate);
     this.stepAt = now;
+    const dist = Math.hypot(this.pos.x - this.from.x, this.pos.y - this.from.y);
+    this.glideMs = this.glideSpeed ? dist / this.glideSpeed : this.tickMs;
   }
 
   /**
@@ -117,14 +129,16 @@ export class Predictor {
     this.pending.length = 0;
     this.pos = this.from = null;
     this.stepAt = -Infinity;
+    this.glideMs = 0;
     this.offX = this.offY = 0;
   }
 
   _base(now) {
-    const t = (now - this.stepAt) / this.tickMs;
-    // t >= 1 returns pos itself: from + (pos - from) * 1 can differ from pos
-    // in the last bit, and a settled dot must sit exactly on the server value.
-    if (t >= 1) return this.pos;
+    const dt = now - this.stepAt;
+    // Done gliding returns pos itself: from + (pos - from) * 1 can differ from
+    // pos in the last bit, and a settled dot must sit exactly on the server value.
+    if (dt >= this.glideMs) return this.pos;
+    const t = dt / this.glideMs;
     const a = t > 0 ? t : 0;
     return {
       x: this.from.x + (this.pos.x - this.from.x) * a,

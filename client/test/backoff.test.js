@@ -40,3 +40,37 @@ test('reset starts over from the base', () => {
   b.reset();
   assert.equal(b.next(), 500);
 });
+
+test('a connection that is accepted and then dropped at once does not reset the backoff', () => {
+  const b = new Backoff({ base: 500, cap: 10_000, stableMs: 10_000, random: () => 1 });
+  let now = 0;
+  const delays = [];
+  // A server that welcomes us and closes 200 ms later, over and over.
+  for (let i = 0; i < 8; i++) {
+    b.connected(now);
+    now += 200;
+    const d = b.next(now);
+    delays.push(d);
+    now += d;
+  }
+  assert.deepEqual(delays, [500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]);
+});
+
+test('a connection that stayed up for stableMs starts the backoff over', () => {
+  const b = new Backoff({ base: 500, cap: 10_000, stableMs: 10_000, random: () => 1 });
+  b.next(0); b.next(0); b.next(0);
+  b.connected(100_000);
+  assert.ok(!b.isStable(109_999));
+  assert.equal(b.next(109_999), 4000, 'up 9.999 s: still backing off');
+  b.connected(200_000);
+  assert.ok(b.isStable(210_000));
+  assert.equal(b.next(210_000), 500, 'up 10 s: a fresh start');
+  assert.equal(b.next(211_000), 1000, 'a failed attempt (no connected()) keeps backing off');
+});
+
+test('the attempt counter stops growing at the cap', () => {
+  const b = new Backoff({ base: 500, cap: 10_000 });
+  for (let i = 0; i < 10_000; i++) b.next(i);
+  assert.ok(b.attempt <= 6, `attempt ${b.attempt}`);
+  assert.equal(b.ceiling(), 10_000);
+});

@@ -2,17 +2,22 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Interpolator } from '../js/interpolation.js';
 
-const snap = (tick, time, players) => ({ tick, time, players: players.map(([id, x, y]) => ({ id, x, y, color: '#abc' })) });
+/**
+ * A snapshot at server tick `tick` (20 Hz: tick n is at 50n ms on the
+ * timeline). `time` is the server's wall clock, which the interpolator must
+ * not depend on: by default an arbitrary epoch value.
+ */
+const snap = (tick, players, time = 1.7e12 + tick * 50) => ({ tick, time, players: players.map(([id, x, y]) => ({ id, x, y, color: '#abc' })) });
 const byId = (list) => Object.fromEntries(list.map((p) => [p.id, [p.x, p.y]]));
 
-/** Two snapshots 50 ms apart on the server, arriving 4000 ms later locally. */
+/** Ticks 20 and 21 (1000 and 1050 ms on the timeline), arriving 4000 ms later locally. */
 function twoSnapshots() {
-  const it = new Interpolator({ delayMs: 100 });
-  it.push(snap(1, 1000, [[1, 0, 0], [2, 100, 100], [3, 50, 50]]), 5000);
-  it.push(snap(2, 1050, [[1, 10, 20], [2, 100, 100], [4, 300, 300]]), 5050);
+  const it = new Interpolator({ tickMs: 50, delayMs: 100 });
+  it.push(snap(20, [[1, 0, 0], [2, 100, 100], [3, 50, 50]]), 5000);
+  it.push(snap(21, [[1, 10, 20], [2, 100, 100], [4, 300, 300]]), 5050);
   return it;
 }
-// Local time at which server time T is drawn: T + offset (4000) + delay (100).
+// Local time at which timeline ms T is drawn: T + offset (4000) + delay (100).
 const at = (T) => T + 4100;
 
 test('renders delayMs in the past, at the midpoint between the bracketing snapshots', () => {
@@ -56,7 +61,7 @@ test('20 Hz snapshots become smooth 60 fps motion', () => {
   // A player moving 10 px per 50 ms tick; snapshots arrive with +-10 ms jitter.
   for (let local = 0, tick = 0; local < 2000; local += 1000 / 60) {
     while (tick * 50 + 20 + ((tick * 7) % 21) - 10 <= local) {
-      it.push(snap(tick, tick * 50, [[9, 10 + tick * 10, 0]]), tick * 50 + 20 + ((tick * 7) % 21) - 10);
+      it.push(snap(tick, [[9, 10 + tick * 10, 0]]), tick * 50 + 20 + ((tick * 7) % 21) - 10);
       tick++;
     }
     const p = it.sample(local)[0];
@@ -71,26 +76,26 @@ test('20 Hz snapshots become smooth 60 fps motion', () => {
 });
 
 test('clock offset: late arrivals do not drag the timeline, earlier ones are adopted', () => {
-  const it = new Interpolator({ delayMs: 100 });
-  it.push(snap(1, 1000, []), 5000);
+  const it = new Interpolator({ tickMs: 50, delayMs: 100 });
+  it.push(snap(20, []), 5000);
   assert.equal(it.offset, 4000);
-  it.push(snap(2, 1050, []), 5250); // 200 ms late
+  it.push(snap(21, []), 5250); // 200 ms late
   assert.ok(it.offset < 4005, `offset ${it.offset}`);
-  it.push(snap(3, 1100, []), 5090); // 10 ms faster than ever
+  it.push(snap(22, []), 5090); // 10 ms faster than ever
   assert.equal(it.offset, 3990);
 });
 
 test('duplicates and out-of-order snapshots are ignored', () => {
   const it = twoSnapshots();
-  it.push(snap(2, 1050, [[1, 999, 999]]), 5060);
-  it.push(snap(1, 1000, [[1, 999, 999]]), 5061);
+  it.push(snap(21, [[1, 999, 999]]), 5060);
+  it.push(snap(20, [[1, 999, 999]]), 5061);
   assert.equal(it.snapshots.length, 2);
   assert.deepEqual(byId(it.sample(at(1050)))[1], [10, 20]);
 });
 
 test('keeps a bounded buffer and reuses its output objects', () => {
   const it = new Interpolator({ maxSnapshots: 8 });
-  for (let i = 0; i < 100; i++) it.push(snap(i, i * 50, [[1, i, 0], [2, 0, i]]), i * 50 + 10);
+  for (let i = 0; i < 100; i++) it.push(snap(i, [[1, i, 0], [2, 0, i]]), i * 50 + 10);
   assert.equal(it.snapshots.length, 8);
   const a = it.sample(5000);
   const objs = [...a];
@@ -98,4 +103,42 @@ test('keeps a bounded buffer and reuses its output objects', () => {
   assert.equal(a, b, 'same array');
   assert.ok(b.every((o, i) => o === objs[i]), 'same objects');
   assert.equal(it.latest().length, 2);
+});
+
+/** Frames at 60 fps of one player moving 10 px per tick, snapshots with jitter; `wall(tick)` is the server's clock. */
+function movingPlayer(wall, { tickMs = 50, step = 10 } = {}) {
+  const it = new Interpolator({ tickMs, delayMs: 2 * tickMs });
+  const xs = [];
+  for (let local = 0, tick = 0; local < 4000; local += 1000 / 60) {
+    const arrives = (n) => n * tickMs + 20 + ((n * 7) % 11);
+    while (arrives(tick) <= local) {
+      it.push(snap(tick, [[9, 10 + tick * step, 0]], wall(tick)), arrives(tick));
+      tick++;
+    }
+    const p = it.sample(local)[0];
+    xs.push(p ? p.x : null);
+  }
+  return xs;
+}
+
+test('the server wall clock stepping (NTP) does not disturb interpolation: ticks are the timeline', () => {
+  const steady = movingPlayer((tick) => 1.7e12 + tick * 50);
+  // Halfway, the server clock steps back 5 s, later forward 30 s; ticks advance normally.
+  const stepped = movingPlayer((tick) => 1.7e12 + tick * 50 + (tick >= 40 ? -5000 : 0) + (tick >= 60 ? 30_000 : 0));
+  assert.deepEqual(stepped, steady, 'exactly the same picture');
+  // And that picture is smooth: once started, the dot advances on every frame, never backwards, never jumps.
+  const moving = steady.slice(30, -30);
+  for (let i = 1; i < moving.length; i++) {
+    const dx = moving[i] - moving[i - 1];
+    assert.ok(dx > 0 && dx <= 6, `frame ${i}: step ${dx}`); // ~3.3 px nominal, jitter nudges the offset
+  }
+});
+
+test('the timeline follows the tick rate', () => {
+  // 10 Hz: a tick is 100 ms, so a 200 ms delay is two ticks.
+  const it = new Interpolator({ tickMs: 100, delayMs: 200 });
+  it.push(snap(10, [[1, 0, 0]]), 1000);
+  it.push(snap(11, [[1, 10, 0]]), 1100);
+  assert.equal(it.renderTime(1250), 1050);
+  assert.deepEqual(byId(it.sample(1250))[1], [5, 0]);
 });

@@ -73,7 +73,7 @@ test('inputs sent before the first snapshot are replayed on it', () => {
  * tick, `latency` ms each way. The client uses the real HeldInput,
  * InputClock and Predictor, with frames at 60 fps.
  */
-function simulate({ latency = 150, start = { x: 250, y: 250 }, keys = ['ArrowRight'], down = 1005, up = 2005, end = 3000, drop = new Set(), phase = 13 } = {}) {
+function simulate({ latency = 150, start = { x: 250, y: 250 }, keys = ['ArrowRight'], down = 1005, up = 2005, end = 3000, drop = new Set(), phase = 13, late = () => 0 } = {}) {
   // The server's rule: one queued input per tick; inputs that find the queue
   // full (or are listed in `drop`) are dropped, and acknowledged once the
   // queue has drained.
@@ -102,7 +102,8 @@ function simulate({ latency = 150, start = { x: 250, y: 250 }, keys = ['ArrowRig
       pred.apply(seq, dir, t);
       r = clock.poll(t, isMoving);
     }
-    nextPump = typeof r === 'number' ? t + r : null;
+    // `late(n)`: how many ms the n-th input timer fires late (a busy page).
+    nextPump = typeof r === 'number' ? t + r + late(seq) : null;
   };
 
   for (let t = 0; t <= end; t++) {
@@ -191,4 +192,28 @@ test('if our last inputs are dropped, the server acknowledges them and predictio
   assert.equal(server.ack, 21);
   assert.equal(pred.pending.length, 0, 'nothing left to replay');
   assert.deepEqual(pred.render(4000), { x: 430, y: 250 });
+});
+
+test('late input timers do not make the glide faster than the server speed', () => {
+  // Every third timer fires 10-30 ms late; the next one is on time again (slots advance by exactly a tick).
+  const late = (n) => (n % 3 === 0 ? 10 + (n % 7) * 3 : 0);
+  const { server, pred, frames, corrections, moving, end } = simulate({ latency: 150, late });
+  assert.equal(moving, 20);
+  assert.ok(corrections.every((c) => c === 0), 'still no correction');
+  for (let i = 1; i < frames.length; i++) {
+    const dt = frames[i].t - frames[i - 1].t;
+    const dx = frames[i].x - frames[i - 1].x;
+    assert.ok(dx >= 0, `frame ${i} went backwards by ${dx}`);
+    assert.ok(dx <= (WORLD.speed * dt) / 1000 + 1e-9, `frame ${i} moved ${dx.toFixed(3)}px in ${dt} ms: faster than ${WORLD.speed} px/s`);
+  }
+  assert.deepEqual(server.pos, { x: 450, y: 250 });
+  assert.deepEqual(pred.render(end), server.pos, 'and it still settles exactly');
+});
+
+test('unacknowledged inputs are bounded even if the server never acknowledges', () => {
+  const p = new Predictor({ world: WORLD, tickRate: TICK_RATE, maxPending: 64 });
+  p.reconcile({ x: 100, y: 100 }, 0, 0);
+  for (let seq = 1; seq <= 10_000; seq++) p.apply(seq, { x: 0, y: 0 }, seq * 50);
+  assert.equal(p.pending.length, 64);
+  assert.equal(p.pending[0].seq, 10_000 - 63);
 });

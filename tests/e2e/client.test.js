@@ -162,13 +162,17 @@ test('on a 150 ms round trip our dot still moves on the next frame, glides witho
 
   const before = frames.filter(([t]) => t < downAt).at(-1);
   const first = frames.find(([t]) => t > downAt);
-  assert.ok(first[0] - downAt < 50, `a frame soon after keydown (${(first[0] - downAt).toFixed(1)} ms)`);
+  // A busy CI machine may drop a frame or two; the point is that the move shows
+  // long before the 150 ms round trip.
+  assert.ok(first[0] - downAt < 100, `a frame soon after keydown (${(first[0] - downAt).toFixed(1)} ms)`);
   assert.equal(Math.sign(first[1] - before[1]), dir, `moved on the first frame after keydown (${before[1]} -> ${first[1]}), long before the server could answer`);
   for (let i = 1; i < frames.length; i++) {
     const [t0, x0, y0] = frames[i - 1];
     const [t1, x1, y1] = frames[i];
     const dx = (x1 - x0) * dir;
     assert.ok(dx >= -1e-3, `frame ${i} went backwards by ${-dx}px`);
+    // The glide never exceeds the server speed (200 px/s), even when an input
+    // timer fires late; so no frame moves more than that speed allows.
     assert.ok(dx <= 0.2 * (t1 - t0) + 0.5, `frame ${i} jumped ${dx.toFixed(2)}px in ${(t1 - t0).toFixed(1)} ms`);
     assert.ok(Math.abs(y1 - y0) < 1e-3, 'no vertical wobble');
   }

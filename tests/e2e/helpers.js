@@ -18,7 +18,10 @@ const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 /**
  * Spawn the server and resolve once it prints its address.
  * @param {{port?: number, args?: string[]}} opts  port 0 = ephemeral
- * @returns {Promise<{url: string, host: string, port: number, stop: () => Promise<void>, kill: () => Promise<void>, output: () => string}>}
+ * `signal(name)` sends a signal without waiting (SIGSTOP/SIGCONT freeze and
+ * thaw the process: its sockets stay open but nothing is read or sent).
+ * `stop`/`kill` also thaw a frozen server first, so it can exit.
+ * @returns {Promise<{url: string, host: string, port: number, pid: number, signal: (sig: string) => void, stop: () => Promise<void>, kill: () => Promise<void>, output: () => string}>}
  */
 export function startServer({ port = 0, args = [] } = {}) {
   if (!existsSync(BIN)) {
@@ -30,8 +33,12 @@ export function startServer({ port = 0, args = [] } = {}) {
   });
   let out = '';
   const exited = new Promise((resolve) => child.once('exit', resolve));
+  const running = () => child.exitCode === null && child.signalCode === null;
   const stopWith = (signal) => async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    if (running()) {
+      if (signal !== 'SIGKILL') child.kill('SIGCONT'); // a stopped process ignores SIGTERM
+      child.kill(signal);
+    }
     await exited;
   };
   return new Promise((resolve, reject) => {
@@ -49,6 +56,8 @@ export function startServer({ port = 0, args = [] } = {}) {
           url: `http://${host}/`,
           host,
           port: Number(host.split(':').pop()),
+          pid: child.pid,
+          signal: (sig) => { if (running()) child.kill(sig); },
           stop: stopWith('SIGTERM'),
           kill: stopWith('SIGKILL'),
           output: () => out,

@@ -83,3 +83,48 @@ test('a full room shows Error with the reason, retries, and gets in once there i
     await full.stop();
   }
 });
+
+test('a silent link (server frozen with SIGSTOP, TCP still open) goes Disconnected within seconds and recovers', async () => {
+  const frozen = await startServer();
+  let b3;
+  try {
+    b3 = await launchBrowser();
+    const page = await openClient(await b3.newContext(), frozen.url, 'frozen');
+    const firstId = await page.evaluate(() => window.playfield.id);
+    await until(() => page.evaluate(() => window.playfield.me()), { what: 'own dot' });
+
+    // Freeze the server: the socket stays open, nothing more arrives and no close ever comes.
+    frozen.signal('SIGSTOP');
+    const t0 = Date.now();
+    await page.waitForFunction(() => window.playfield.status !== 'connected', null, { timeout: 8000, polling: 100 });
+    const took = Date.now() - t0;
+    assert.equal(await page.evaluate(() => window.playfield.status), 'disconnected');
+    assert.ok(took >= 2000 && took <= 5000, `noticed after ${took} ms (expected ~3 s of silence)`);
+    const detail = await page.textContent('#status-detail');
+    assert.match(detail, /Reconnecting in \d+s… · Nothing heard from the server for \d+s/);
+    assert.equal(await page.textContent('#player-id'), '—');
+
+    // Still frozen: the kernel accepts the next TCP connection but the WebSocket
+    // handshake never completes. That attempt is abandoned after ~5 s too.
+    await page.waitForFunction(() => window.playfield.status === 'error', null, { timeout: 12_000, polling: 100 });
+    assert.match(await page.textContent('#status-detail'), /No answer from the server/);
+
+    // Thaw it: the next attempt gets in, on the same page.
+    frozen.signal('SIGCONT');
+    await page.waitForFunction(() => window.playfield.status === 'connected' && window.playfield.id !== null, null, { timeout: 20_000 });
+    const newId = await page.evaluate(() => window.playfield.id);
+    assert.notEqual(newId, firstId, 'a new session');
+    const history = await page.evaluate(() => window.playfield.statusHistory);
+    assert.deepEqual(history.slice(0, 5), ['connecting', 'connected', 'disconnected', 'connecting', 'error'], history.join(' → '));
+    assert.equal(history.at(-1), 'connected');
+    await until(() => page.evaluate((id) => window.playfield.players().some((p) => p.id === id), newId), { what: 'own dot after reconnect' });
+    assert.deepEqual(page.__errors ?? [], []);
+  } finally {
+    frozen.signal('SIGCONT'); // never leave a stopped process behind
+    try {
+      await b3?.close();
+    } finally {
+      await frozen.kill();
+    }
+  }
+});
