@@ -62,7 +62,11 @@ async fn main() -> ExitCode {
         eprintln!("playfield: second signal, exiting without waiting for clients");
         std::process::exit(130);
     });
-    match playfield::server::run::<DotGame>(config, listener, shutdown_signal()).await {
+    let first_signal = async {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received; closing clients (signal again to exit at once)");
+    };
+    match playfield::server::run::<DotGame>(config, listener, first_signal).await {
         Ok(()) => {
             // Through the lossy log writer: a full stdout pipe must not hang the exit.
             tracing::info!("playfield: stopped");
@@ -97,5 +101,4 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
-    tracing::info!("shutdown signal received");
 }
