@@ -78,8 +78,8 @@ pub struct Joined<I> {
     /// Its input queue; `try_send`, and on full drop the input and record it
     /// with [`InputQueue::dropped`].
     pub inputs: InputQueue<I>,
-    /// The game's `welcome` world description, serialised.
-    pub info_json: String,
+    /// The game's world description for `welcome`.
+    pub info: serde_json::Value,
 }
 
 /// The session's end of a player's input queue.
@@ -178,7 +178,7 @@ impl<G: Game> Room<G> {
                 sender: tx,
                 dropped,
             },
-            info_json: serde_json::to_string(&self.game.info()).unwrap_or_else(|_| "{}".into()),
+            info: serde_json::to_value(self.game.info()).unwrap_or_default(),
         }
     }
 

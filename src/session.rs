@@ -165,7 +165,7 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
             shared.config.tick_rate,
             shared.config.input_buffer,
             protocol::unix_millis(std::time::SystemTime::now()),
-            &RawJson(&joined.info_json),
+            &joined.info,
         ),
     };
     let end = match conn.send(Message::Text(welcome.into())).await {
@@ -197,18 +197,6 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
 async fn leave<G: Game>(handle: &RoomHandle<G>, player: PlayerId, last: bool) {
     // If the room is gone there is nothing to leave.
     let _ = handle.commands.send(Command::Leave { player, last }).await;
-}
-
-/// Pre-serialised JSON embedded as-is in a `serde_json::json!` value.
-struct RawJson<'a>(&'a str);
-
-impl serde::Serialize for RawJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match serde_json::from_str::<serde_json::Value>(self.0) {
-            Ok(v) => v.serialize(s),
-            Err(_) => s.serialize_unit(),
-        }
-    }
 }
 
 /// The socket with its protocol and send policy.
