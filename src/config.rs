@@ -70,6 +70,11 @@ pub struct Config {
     #[arg(long, env = "PLAYFIELD_DEFAULT_ROOM", default_value = "lobby", value_parser = parse_room_arg)]
     pub default_room: String,
 
+    /// Seconds a client may take to send its HTTP request headers (including
+    /// the WebSocket handshake) before the connection is closed.
+    #[arg(long, env = "PLAYFIELD_HEADER_TIMEOUT", default_value = "10", value_parser = parse_secs)]
+    pub header_timeout: Duration,
+
     /// Seconds to wait for clients to close on shutdown before exiting anyway.
     #[arg(long, env = "PLAYFIELD_SHUTDOWN_GRACE", default_value = "3", value_parser = parse_secs)]
     pub shutdown_grace: Duration,

@@ -10,6 +10,7 @@ pub mod assets;
 pub mod config;
 pub mod dots;
 pub mod game;
+pub mod http;
 pub mod protocol;
 pub mod room;
 pub mod server;

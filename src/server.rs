@@ -224,22 +224,14 @@ pub async fn run<G: Game>(
         shutdown.await;
         token.cancel();
     });
-    let http = axum::serve(listener, router(shared.clone()))
-        .with_graceful_shutdown(shared.shutdown.clone().cancelled_owned());
-    let mut serving = tokio::spawn(std::future::IntoFuture::into_future(http));
-    let mut drained = false;
-    tokio::select! {
-        ended = &mut serving => {
-            ended.map_err(io::Error::other)??;
-            // Graceful shutdown drains plain HTTP quickly (upgraded sockets are
-            // not tracked by it); anything else ending the server is a bug.
-            if !shared.shutdown.is_cancelled() {
-                return Err(io::Error::other("the HTTP server stopped unexpectedly"));
-            }
-            drained = true;
-        }
-        _ = shared.shutdown.cancelled() => {}
-    }
+    let header_timeout = shared.config.header_timeout;
+    let accepting = crate::http::accept_until(
+        listener,
+        router(shared.clone()),
+        header_timeout,
+        shared.shutdown.clone(),
+    );
+    let open_http = accepting.await;
     // One deadline for everything: sessions start closing at the signal, in
     // parallel with the HTTP drain.
     let deadline = tokio::time::Instant::now() + grace;
@@ -247,14 +239,11 @@ pub async fn run<G: Game>(
         sessions = shared.tracker.len(),
         "stopped accepting; closing clients with 1001"
     );
-    if !drained {
-        match tokio::time::timeout_at(deadline, &mut serving).await {
-            Ok(ended) => ended.map_err(io::Error::other)??,
-            Err(_) => {
-                warn!("HTTP connections still open after {grace:?}; dropping them");
-                serving.abort();
-            }
-        }
+    if tokio::time::timeout_at(deadline, open_http.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("HTTP connections still open after {grace:?}; dropping them");
     }
     shared.tracker.close();
     if tokio::time::timeout_at(deadline, shared.tracker.wait())

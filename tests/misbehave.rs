@@ -467,3 +467,31 @@ async fn shutdown_is_bounded_by_the_grace_period() {
     );
     drop((half, mute));
 }
+
+/// A client that never finishes its request headers is cut off after
+/// `header_timeout` (no slowloris holding a connection for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_request_headers_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::with(|c| c.header_timeout = Duration::from_millis(500)).await;
+    let mut half = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    // The server answers 408 or just closes; either way the read ends.
+    // (`Ok` at end of stream, or `Err` if the kernel reset it: both are closed.)
+    let _ = tokio::time::timeout(WAIT, half.read_to_end(&mut buf))
+        .await
+        .expect("connection still open long after the header timeout");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(400),
+        "closed too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // A complete request on a fresh connection is still served.
+    let (status, _, _) = http_get(&server.http("/healthz")).await;
+    assert_eq!(status, 200);
+}
