@@ -97,6 +97,15 @@ pub trait Game: Send + 'static {
         None
     }
 
+    /// Whether the seed client can play this game: seed-protocol clients are
+    /// refused (close 1008, with a reason) by games that cannot.
+    fn speaks_seed() -> bool
+    where
+        Self: Sized,
+    {
+        Self::seed_move(SeedDirection::Up).is_some()
+    }
+
     /// The players as the seed's `state_update` lists them; `None` if this
     /// game cannot be shown by the seed client.
     fn seed_players(&self) -> Option<Vec<SeedPlayer>> {

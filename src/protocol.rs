@@ -98,6 +98,7 @@ pub enum ErrorCode {
     TooManyRooms,
     InvalidRoom,
     ServerFull,
+    UnsupportedProtocol,
 }
 
 impl ErrorCode {
@@ -110,6 +111,7 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::InvalidRoom => "invalid_room",
             ErrorCode::ServerFull => "server_full",
+            ErrorCode::UnsupportedProtocol => "unsupported_protocol",
         }
     }
 }

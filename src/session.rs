@@ -96,6 +96,15 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
             return;
         }
     };
+    if protocol == Protocol::Seed && !G::speaks_seed() {
+        let reason = format!(
+            "this game cannot be played with the seed protocol; connect with subprotocol `{}`",
+            protocol::NATIVE_JSON_V1
+        );
+        conn.refuse(ErrorCode::UnsupportedProtocol, close_code::POLICY, reason)
+            .await;
+        return;
+    }
     let room = match admission.room {
         Ok(room) => room.unwrap_or_else(|| shared.config.default_room.clone()),
         Err(reason) => {

@@ -33,12 +33,17 @@ impl TestServer {
     }
 
     pub async fn with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::with_game::<DotGame>(tweak).await
+    }
+
+    /// A server running any game.
+    pub async fn with_game<G: playfield::Game>(tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_tests();
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(playfield::server::run::<DotGame>(config, listener, async {
+        let task = tokio::spawn(playfield::server::run::<G>(config, listener, async {
             let _ = stopped.await;
         }));
         TestServer {
