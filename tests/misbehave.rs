@@ -294,6 +294,10 @@ async fn non_reading_client_is_dropped_without_delaying_others() {
     let stuck_as_seed = Value::String(stuck_id.to_string());
     // From here on `stuck` is never read again, but it keeps sending.
     let start = Instant::now();
+    wait_for(&mut watcher, "state_update", |u| {
+        find(&u["players"], &stuck_as_seed).is_some()
+    })
+    .await;
     let mut last = Instant::now();
     let mut worst = Duration::ZERO;
     let mut gone_after = None;
