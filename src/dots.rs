@@ -25,6 +25,9 @@ pub const RADIUS: f64 = 10.0;
 /// Spawn positions are drawn uniformly from this inclusive range (as the seed).
 const SPAWN: std::ops::RangeInclusive<i32> = 50..=450;
 
+/// Pixels one seed `move` travels, whatever the tick rate.
+pub const SEED_STEP: f64 = 10.0;
+
 /// One tick of steering: a direction vector. Components outside `[-1, 1]` are
 /// clamped and vectors longer than 1 are normalised, so diagonals are not
 /// faster than straight lines.
@@ -33,9 +36,23 @@ const SPAWN: std::ops::RangeInclusive<i32> = 50..=450;
 pub struct DotInput {
     pub x: f64,
     pub y: f64,
+    /// A seed `move`: travel [`SEED_STEP`] pixels at full speed, spread over
+    /// as many ticks as that takes at the current tick rate (one at 20 Hz).
+    /// Never on the wire.
+    #[serde(skip)]
+    pub seed_step: bool,
 }
 
 impl DotInput {
+    /// One tick of steering towards `(x, y)`.
+    pub const fn steer(x: f64, y: f64) -> Self {
+        DotInput {
+            x,
+            y,
+            seed_step: false,
+        }
+    }
+
     /// The unit-or-shorter direction this input asks for.
     fn direction(self) -> (f64, f64) {
         let clamp = |v: f64| {
@@ -65,6 +82,12 @@ struct Dot {
     /// Direction to move this tick; reset after every tick so a player only
     /// moves on ticks where an input was applied.
     steer: (f64, f64),
+    /// Where seed moves are taking the dot, and in which direction. Each
+    /// `move` pushes the target 10 px on (at most two moves ahead of the dot);
+    /// the dot travels at most one tick's worth towards it per tick, so seed
+    /// clients move 10 px per `move` at any tick rate and floods gain no speed.
+    /// A target, not a distance, so the dot lands on whole pixels exactly.
+    travel: Option<((f64, f64), (f64, f64))>,
 }
 
 /// Everything one client sees.
@@ -151,6 +174,7 @@ impl Game for DotGame {
                 y,
                 color,
                 steer: (0.0, 0.0),
+                travel: None,
             },
         );
     }
@@ -160,16 +184,55 @@ impl Game for DotGame {
     }
 
     fn input(&mut self, player: PlayerId, input: DotInput) {
-        if let Some(dot) = self.dots.get_mut(&player) {
-            dot.steer = input.direction();
+        let Some(dot) = self.dots.get_mut(&player) else {
+            return;
+        };
+        let direction = input.direction();
+        if input.seed_step {
+            let (bx, by) = match dot.travel {
+                Some((dir, target)) if dir == direction => target,
+                _ => (dot.x, dot.y),
+            };
+            let (dx, dy) = direction;
+            let ahead = |from: f64, to: f64, d: f64| {
+                let to = to.clamp(MIN, MAX);
+                // Never more than two moves ahead of the dot.
+                if d > 0.0 {
+                    to.min(from + 2.0 * SEED_STEP)
+                } else if d < 0.0 {
+                    to.max(from - 2.0 * SEED_STEP)
+                } else {
+                    to
+                }
+            };
+            let target = (
+                ahead(dot.x, bx + dx * SEED_STEP, dx),
+                ahead(dot.y, by + dy * SEED_STEP, dy),
+            );
+            dot.travel = Some((direction, target));
+        } else {
+            dot.steer = direction;
         }
     }
 
     fn tick(&mut self) {
         for dot in self.dots.values_mut() {
             let (dx, dy) = std::mem::take(&mut dot.steer);
-            dot.x = (dot.x + dx * self.step).clamp(MIN, MAX);
-            dot.y = (dot.y + dy * self.step).clamp(MIN, MAX);
+            if (dx, dy) != (0.0, 0.0) {
+                dot.x = (dot.x + dx * self.step).clamp(MIN, MAX);
+                dot.y = (dot.y + dy * self.step).clamp(MIN, MAX);
+            } else if let Some(((tx, ty), (gx, gy))) = dot.travel {
+                // Seed moves: one tick of travel towards the target, landing
+                // on it exactly (within a millipixel counts as there).
+                let dist = (gx - dot.x).hypot(gy - dot.y);
+                if dist <= self.step + 1e-3 {
+                    (dot.x, dot.y) = (gx, gy);
+                    dot.travel = None;
+                } else {
+                    dot.x = (dot.x + tx * self.step).clamp(MIN, MAX);
+                    dot.y = (dot.y + ty * self.step).clamp(MIN, MAX);
+                }
+            }
         }
     }
 
@@ -206,7 +269,11 @@ impl Game for DotGame {
             SeedDirection::Left => (-1.0, 0.0),
             SeedDirection::Right => (1.0, 0.0),
         };
-        Some(DotInput { x, y })
+        Some(DotInput {
+            x,
+            y,
+            seed_step: true,
+        })
     }
 
     fn seed_players(&self) -> Option<Vec<SeedPlayer>> {
@@ -266,7 +333,7 @@ mod tests {
     fn one_input_moves_one_step_of_ten_pixels() {
         let mut g = game_with(&[1]);
         g.place(1, 100.0, 100.0);
-        g.input(1, DotInput { x: 1.0, y: 0.0 });
+        g.input(1, DotInput::steer(1.0, 0.0));
         g.tick();
         assert_eq!(g.position(1), Some((110.0, 100.0)));
         // No input on the next tick: the dot stays.
@@ -295,7 +362,7 @@ mod tests {
     fn diagonals_are_normalised() {
         let mut g = game_with(&[1]);
         g.place(1, 100.0, 100.0);
-        g.input(1, DotInput { x: 1.0, y: 1.0 });
+        g.input(1, DotInput::steer(1.0, 1.0));
         g.tick();
         let (x, y) = g.position(1).unwrap();
         let dist = ((x - 100.0).powi(2) + (y - 100.0).powi(2)).sqrt();
@@ -306,9 +373,9 @@ mod tests {
     fn clamps_to_the_margin() {
         let mut g = game_with(&[1]);
         g.place(1, 15.0, 485.0);
-        g.input(1, DotInput { x: -1.0, y: 1.0 });
+        g.input(1, DotInput::steer(-1.0, 1.0));
         g.tick();
-        g.input(1, DotInput { x: -1.0, y: 1.0 });
+        g.input(1, DotInput::steer(-1.0, 1.0));
         g.tick();
         assert_eq!(g.position(1), Some((MIN, MAX)));
     }
@@ -318,9 +385,44 @@ mod tests {
         let mut g = DotGame::new(1, 40);
         g.join(1);
         g.place(1, 100.0, 100.0);
-        g.input(1, DotInput { x: 0.0, y: 1.0 });
+        g.input(1, DotInput::steer(0.0, 1.0));
         g.tick();
         assert_eq!(g.position(1), Some((100.0, 105.0)));
+    }
+
+    /// A seed `move` is 10 px at any tick rate: spread over three ticks at
+    /// 60 Hz, and a flood (one move every tick) still moves at 200 px/s.
+    #[test]
+    fn seed_moves_are_ten_pixels_at_any_tick_rate() {
+        let mut g = DotGame::new(1, 60);
+        g.join(1);
+        g.place(1, 100.0, 100.0);
+        let right = DotGame::seed_move(SeedDirection::Right).unwrap();
+        g.input(1, right);
+        for _ in 0..5 {
+            g.tick();
+        }
+        assert_eq!(g.position(1), Some((110.0, 100.0)));
+        // Held key: 20 moves a second, one every third tick, for one second.
+        for t in 0..60 {
+            if t % 3 == 0 {
+                g.input(1, right);
+            }
+            g.tick();
+        }
+        let (x, _) = g.position(1).unwrap();
+        assert!((x - 310.0).abs() < 1e-6, "{x}");
+        // Flood: a move every tick for one second is still 200 px.
+        g.place(1, 100.0, 100.0);
+        g.input(1, DotGame::seed_move(SeedDirection::Down).unwrap());
+        g.tick();
+        let (_, y0) = g.position(1).unwrap();
+        for _ in 0..60 {
+            g.input(1, DotGame::seed_move(SeedDirection::Down).unwrap());
+            g.tick();
+        }
+        let (_, y1) = g.position(1).unwrap();
+        assert!((y1 - y0 - 200.0).abs() < 1e-6, "{}", y1 - y0);
     }
 
     #[test]
@@ -328,7 +430,7 @@ mod tests {
         let mut g = game_with(&[1, 2]);
         g.leave(1);
         g.leave(99);
-        g.input(99, DotInput { x: 1.0, y: 0.0 });
+        g.input(99, DotInput::steer(1.0, 0.0));
         assert_eq!(g.len(), 1);
         assert_eq!(g.snapshot().players[0].id, 2);
         let seed = g.seed_players().unwrap();
@@ -347,7 +449,7 @@ mod tests {
             g.place(1, start.0, start.1);
             for (x, y) in inputs {
                 let before = g.position(1).unwrap();
-                g.input(1, DotInput { x, y });
+                g.input(1, DotInput::steer(x, y));
                 g.tick();
                 let after = g.position(1).unwrap();
                 let d = ((after.0 - before.0).powi(2) + (after.1 - before.1).powi(2)).sqrt();

@@ -316,6 +316,7 @@ pub mod encode {
 mod tests {
     use super::*;
     use crate::dots::{DotGame, DotInput};
+    use crate::game::Game;
 
     fn native(text: &str) -> Result<ClientMessage<DotInput>, ProtocolError> {
         decode::<DotGame>(Protocol::NativeJson, text)
@@ -345,7 +346,7 @@ mod tests {
             seed(r#"{"type":"move","direction":"LEFT"}"#),
             Ok(ClientMessage::Input {
                 seq: 0,
-                input: DotInput { x: -1.0, y: 0.0 }
+                input: DotGame::seed_move(SeedDirection::Left).unwrap()
             })
         );
     }
@@ -356,7 +357,7 @@ mod tests {
             native(r#"{"type":"input","seq":5,"input":{"x":1,"y":-0.5}}"#),
             Ok(ClientMessage::Input {
                 seq: 5,
-                input: DotInput { x: 1.0, y: -0.5 }
+                input: DotInput::steer(1.0, -0.5)
             })
         );
         assert_eq!(

@@ -465,7 +465,7 @@ mod tests {
         r.game.place(1, 100.0, 100.0);
         let mut accepted = 0;
         for seq in 1..=10 {
-            if joined.inputs.push(seq, DotInput { x: 1.0, y: 0.0 }) {
+            if joined.inputs.push(seq, DotInput::steer(1.0, 0.0)) {
                 accepted += 1;
             }
         }

@@ -346,3 +346,37 @@ async fn serves_the_client_page() {
     let (status, _, body) = http_get(&server.http("/healthz")).await;
     assert_eq!((status, body.as_str()), (200, "ok"));
 }
+
+/// At other tick rates a seed `move` is still 10 px: the seed client holding
+/// a key still moves 200 px a second on a 60 Hz server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_speed_does_not_depend_on_tick_rate() {
+    let server = TestServer::with(|c| c.tick_rate = 60).await;
+    let mut ws = server.seed().await;
+    let id = next_of(&mut ws, "init").await["id"].clone();
+    let first = next_of(&mut ws, "state_update").await;
+    let (x0, _) = find(&first["players"], &id).unwrap();
+    let (dir, target) = if x0 < 250.0 {
+        ("RIGHT", x0 + 200.0)
+    } else {
+        ("LEFT", x0 - 200.0)
+    };
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for _ in 0..20 {
+        pace.tick().await;
+        send_json(&mut ws, json!({"type":"move","direction":dir})).await;
+    }
+    wait_for(&mut ws, "state_update", |u| {
+        find(&u["players"], &id).map(|p| p.0) == Some(target)
+    })
+    .await;
+    for _ in 0..6 {
+        let u = next_of(&mut ws, "state_update").await;
+        assert_eq!(
+            find(&u["players"], &id).unwrap().0,
+            target,
+            "20 moves = 200 px at 60 Hz"
+        );
+    }
+}
