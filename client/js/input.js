@@ -55,9 +55,12 @@ export function normalize(dir) {
  * server and client normalise the same numbers.
  */
 export class HeldInput {
-  constructor() {
+  constructor({ maxTaps = 8 } = {}) {
     /** @type {Map<string, {x:number,y:number}>} */
     this.sources = new Map();
+    /** One-step presses (a keyboard "click" on a pad button), oldest first. */
+    this.taps = [];
+    this.maxTaps = maxTaps;
   }
 
   press(source, dir) {
@@ -70,6 +73,26 @@ export class HeldInput {
 
   releaseAll() {
     this.sources.clear();
+    this.taps.length = 0;
+  }
+
+  /**
+   * A one-step press: it joins `direction()` until the input carrying it is
+   * sent (`consumeTap()`), so it moves exactly one step however soon the
+   * send slot comes. Several taps before a slot make several steps.
+   */
+  tap(dir) {
+    if (this.taps.length < this.maxTaps) this.taps.push({ x: dir.x, y: dir.y });
+  }
+
+  /** The input carrying the oldest tap was sent. */
+  consumeTap() {
+    this.taps.shift();
+  }
+
+  /** Whether the steering key `code` is already held. */
+  hasKey(code) {
+    return this.sources.has(`key:${code}`);
   }
 
   pressKey(code) {
@@ -89,6 +112,10 @@ export class HeldInput {
     for (const d of this.sources.values()) {
       x += d.x;
       y += d.y;
+    }
+    if (this.taps.length) {
+      x += this.taps[0].x;
+      y += this.taps[0].y;
     }
     const clamp = (v) => (v > 0 ? 1 : v < 0 ? -1 : 0);
     return { x: clamp(x), y: clamp(y) };
@@ -124,10 +151,5 @@ export class InputClock {
     this.nextSlot += this.tickMs;
     this.lastSentMoving = moving;
     return 'send';
-  }
-
-  reset() {
-    this.nextSlot = -Infinity;
-    this.lastSentMoving = false;
   }
 }

@@ -12,27 +12,29 @@
  * Server timeline ms are mapped to the local clock with an offset =
  * arrival - tick time. The offset follows the fastest recent arrival (lower
  * values are adopted at once, higher ones only drift in slowly), so a late
- * packet does not push the whole timeline back, while clock drift, lasting
- * latency changes and server stalls (the server skips ticks it missed, so
- * its tick timeline falls behind real time) are still followed.
+ * packet does not push the whole timeline back, while clock drift and slow
+ * latency changes are still followed. A sudden lasting rise is a jump: after
+ * a server stall longer than 20 ticks the server skips ahead, so its tick
+ * timeline falls behind real time at once. When even the fastest arrival of
+ * the last `windowMs` is more than half the delay above the offset, the
+ * offset jumps to it (drifting would leave render time past the newest
+ * snapshot, others stepping at the tick rate, for seconds).
  */
 export class Interpolator {
-  constructor({ tickMs = 50, delayMs = 100, maxSnapshots = 32, driftRate = 0.02 } = {}) {
+  constructor({ tickMs = 50, delayMs = 100, maxSnapshots = 32, driftRate = 0.02, windowMs = Math.max(1000, 4 * tickMs) } = {}) {
     this.tickMs = tickMs;
     this.delayMs = delayMs;
     this.maxSnapshots = maxSnapshots;
     this.driftRate = driftRate;
+    this.windowMs = windowMs;
     /** @type {{tick:number, t:number, players:any[], byId:Map<any,any>}[]} oldest first; t = tick * tickMs */
     this.snapshots = [];
     this.offset = null; // local ms - server timeline ms
+    /** @type {{arrival:number, sample:number}[]} offset samples of the last windowMs, oldest first */
+    this.recent = [];
     /** Reused output array and objects: sampling allocates nothing per frame. */
     this.out = [];
     this.pool = [];
-  }
-
-  clear() {
-    this.snapshots.length = 0;
-    this.offset = null;
   }
 
   /**
@@ -51,8 +53,24 @@ export class Interpolator {
     if (this.snapshots.length > this.maxSnapshots) this.snapshots.shift();
 
     const sample = arrival - t;
-    if (this.offset === null || sample < this.offset) this.offset = sample;
-    else this.offset += (sample - this.offset) * this.driftRate;
+    const recent = this.recent;
+    recent.push({ arrival, sample });
+    while (recent[0].arrival < arrival - this.windowMs || recent.length > 4 * this.maxSnapshots) recent.shift();
+    if (this.offset === null || sample < this.offset) {
+      this.offset = sample;
+      return;
+    }
+    // Trust the window's minimum only once it covers half the window: the
+    // first snapshot after a gap may itself be late.
+    if (arrival - recent[0].arrival >= this.windowMs / 2) {
+      let min = Infinity;
+      for (const r of recent) if (r.sample < min) min = r.sample;
+      if (min - this.offset > this.delayMs / 2) {
+        this.offset = min;
+        return;
+      }
+    }
+    this.offset += (sample - this.offset) * this.driftRate;
   }
 
   /** Server timeline ms (tick * tickMs) that is drawn at local time `now`. */
@@ -104,11 +122,5 @@ export class Interpolator {
     }
     out.length = n;
     return out;
-  }
-
-  /** The newest snapshot's players (the server's latest word). */
-  latest() {
-    const s = this.snapshots[this.snapshots.length - 1];
-    return s ? s.players : [];
   }
 }

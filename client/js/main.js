@@ -9,7 +9,7 @@ import { HeldInput, InputClock, steeringKey } from './input.js';
 import { Predictor } from './prediction.js';
 import { Interpolator } from './interpolation.js';
 import { Backoff } from './backoff.js';
-import { LinkWatchdog } from './watchdog.js';
+import { LinkWatchdog, connectTimeoutMs } from './watchdog.js';
 import { RateCounter } from './stats.js';
 import { Renderer } from './render.js';
 
@@ -38,6 +38,7 @@ const ui = {
   room: $('stat-room'),
   rate: $('stat-rate'),
   tick: $('stat-tick'),
+  correction: $('stat-correction'),
   roomForm: $('room-form'),
   roomInput: $('room-input'),
   roomHelp: $('room-help'),
@@ -48,9 +49,13 @@ const held = new HeldInput();
 // The backoff starts over only once a connection has stayed up 10 s.
 const backoff = new Backoff({ base: 500, factor: 2, cap: 10_000, stableMs: 10_000 });
 
+/** `?room=` from the address: the name, and whether the server would accept it. */
+const urlRoom = roomFromUrl();
 /** Room we want to be in: from `?room=`, or null for the server's default. */
-let wantedRoom = roomFromUrl();
+let wantedRoom = urlRoom.valid ? urlRoom.name : null;
 let status = 'connecting';
+/** Connection attempts since the last welcome: each may wait longer to connect. */
+let failedAttempts = 0;
 const statusHistory = [];
 
 /**
@@ -82,8 +87,9 @@ function setStatus(next, detail = '') {
 // ------------------------------------------------------------ connection
 
 function roomFromUrl() {
-  const r = new URLSearchParams(location.search).get('room');
-  return r && isValidRoom(r) ? r : null;
+  const name = new URLSearchParams(location.search).get('room');
+  if (!name) return { name: null, valid: true }; // the server's default room
+  return { name, valid: isValidRoom(name) };
 }
 
 let reconnectTimer = 0;
@@ -95,6 +101,9 @@ function connect() {
   clearInterval(countdownTimer);
   if (conn) teardown(conn); // never two sockets (and their timers) at once
   setStatus('connecting');
+  // A handshake slower than the first window still gets in on a later try.
+  const connectTimeout = connectTimeoutMs(failedAttempts);
+  failedAttempts += 1;
   let ws;
   try {
     ws = new WebSocket(socketUrl(location, wantedRoom), [SUBPROTOCOL]);
@@ -121,7 +130,7 @@ function connect() {
     pingTimer: 0,
     pumpTimer: 0,
     // Dead-link detection: a half-open TCP connection raises no event.
-    watchdog: new LinkWatchdog({ now }),
+    watchdog: new LinkWatchdog({ now, connectTimeoutMs: connectTimeout }),
     watchTimer: 0,
     serverError: null,
   };
@@ -149,8 +158,14 @@ function onMessage(c, data) {
   try {
     m = decodeServerMessage(data);
   } catch (err) {
+    if (!c.welcome) return incompatible(c, err.message);
     console.warn('playfield: ignoring bad frame:', err.message);
     return;
+  }
+  // The first message is a welcome of our protocol version (or an error
+  // explaining a refusal, before the close). Anything else: we cannot play.
+  if (!c.welcome && m.type !== 'welcome' && m.type !== 'error') {
+    return incompatible(c, `expected welcome, got ${m.type === 'unknown' ? `"${m.raw.type}"` : m.type}`);
   }
   switch (m.type) {
     case 'welcome': return onWelcome(c, m);
@@ -173,9 +188,17 @@ function onMessage(c, data) {
   }
 }
 
+/** The server speaks something we cannot play: give up on this socket and retry later. */
+function incompatible(c, why) {
+  console.warn(`playfield: incompatible server: ${why}`);
+  teardown(c);
+  scheduleReconnect('error', `Incompatible server: ${why}`);
+}
+
 function onWelcome(c, m) {
   if (c.welcome) return; // once per connection
   c.welcome = m;
+  failedAttempts = 0;
   const tickMs = 1000 / m.tickRate;
   c.predictor = new Predictor({ world: m.world, tickRate: m.tickRate });
   c.clock = new InputClock(tickMs);
@@ -203,12 +226,10 @@ function onSnapshot(c, m) {
   c.serverPlayers = m.players;
   c.lastTick = m.tick;
   c.arrivals.hit(now);
-  if (c.predictor) {
-    const me = m.players.find((p) => p.id === c.welcome.id);
-    if (me) {
-      c.myColor = me.color;
-      c.predictor.reconcile(me, m.ack, now);
-    }
+  const me = m.players.find((p) => p.id === c.welcome.id);
+  if (me) {
+    c.myColor = me.color;
+    c.predictor.reconcile(me, m.ack, now);
   }
 }
 
@@ -316,12 +337,13 @@ function pump() {
   clearTimeout(c.pumpTimer);
   c.pumpTimer = 0;
   const now = performance.now();
-  const dir = held.direction();
-  const moving = dir.x !== 0 || dir.y !== 0;
-  let r = c.clock.poll(now, moving);
+  let dir = held.direction();
+  let r = c.clock.poll(now, dir.x !== 0 || dir.y !== 0);
   if (r === 'send') {
     sendInput(c, dir, now);
-    r = c.clock.poll(now, moving);
+    if (held.taps.length) held.consumeTap(); // a one-step press is done once sent
+    dir = held.direction();
+    r = c.clock.poll(now, dir.x !== 0 || dir.y !== 0);
   }
   if (typeof r === 'number') c.pumpTimer = setTimeout(pump, r);
 }
@@ -336,7 +358,12 @@ window.addEventListener('keydown', (e) => {
   const code = steeringKey(e);
   if (!code) return;
   e.preventDefault(); // arrows must not scroll the page
-  if (!e.repeat && held.pressKey(code)) pump();
+  // Any keydown of a key not held presses it, auto-repeats included: a key
+  // still held when the window gets focus back only sends repeats.
+  if (!held.hasKey(code)) {
+    held.pressKey(code);
+    pump();
+  }
 });
 
 window.addEventListener('keyup', (e) => {
@@ -382,13 +409,12 @@ for (const btn of document.querySelectorAll('.pad button')) {
   btn.addEventListener('pointercancel', end);
   btn.addEventListener('lostpointercapture', end);
   btn.addEventListener('contextmenu', (e) => e.preventDefault());
-  // Keyboard activation (Enter/Space on a focused button): one step.
+  // Keyboard activation (Enter/Space on a focused button): exactly one step,
+  // carried by the next input sent.
   btn.addEventListener('click', (e) => {
-    if (e.detail !== 0) return;
-    held.press('click', dir);
+    if (e.detail !== 0 || !conn?.clock) return; // not queued for a later connection
+    held.tap(dir);
     pump();
-    held.release('click');
-    setTimeout(pump, 0);
   });
 }
 
@@ -403,7 +429,14 @@ ui.roomForm.addEventListener('submit', (e) => {
     joinRoom(name);
   }
 });
-ui.roomInput.value = wantedRoom ?? '';
+ui.roomInput.value = urlRoom.name ?? '';
+
+/** A `?room=` the server would refuse: say so and wait for a valid name, rather than join another room. */
+function badUrlRoom() {
+  ui.roomInput.setAttribute('aria-invalid', 'true');
+  ui.roomHelp.classList.add('bad');
+  setStatus('error', `“${urlRoom.name}” in the address is not a valid room name: pick a room below`);
+}
 
 // ---------------------------------------------------------------- render
 
@@ -442,6 +475,7 @@ setInterval(() => {
   ui.room.textContent = live ? c.welcome.room : (wantedRoom ?? '–');
   ui.rate.textContent = live ? String(c.arrivals.count(now)) : '–';
   ui.tick.textContent = live && c.lastTick !== null ? String(c.lastTick) : '–';
+  ui.correction.textContent = live ? `${c.predictor.lastCorrection.toFixed(1)} px` : '–';
 }, STATS_EVERY_MS);
 
 // ------------------------------------------------------------- test hook
@@ -468,4 +502,5 @@ window.playfield = {
   },
 };
 
-connect();
+if (urlRoom.valid) connect();
+else badUrlRoom();

@@ -59,7 +59,7 @@ export class Predictor {
     this.offX = 0; // correction offset at offAt, eases to 0
     this.offY = 0;
     this.offAt = 0;
-    this.lastCorrection = 0; // size of the last correction in px (for the overlay)
+    this.lastCorrection = 0; // size of the last correction in px (shown in the overlay)
   }
 
   /** Record an input we just sent and apply it locally at once. */
@@ -122,15 +122,6 @@ export class Predictor {
     const b = this._base(now);
     const [ox, oy] = this._offset(now);
     return { x: b.x + ox, y: b.y + oy };
-  }
-
-  /** Forget everything (new connection). */
-  reset() {
-    this.pending.length = 0;
-    this.pos = this.from = null;
-    this.stepAt = -Infinity;
-    this.glideMs = 0;
-    this.offX = this.offY = 0;
   }
 
   _base(now) {

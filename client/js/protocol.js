@@ -39,19 +39,19 @@ export class ProtocolError extends Error {}
 const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
 
 function need(cond, what) {
-  if (!cond) throw new ProtocolError(`bad message: ${what}`);
+  if (!cond) throw new ProtocolError(`invalid ${what}`);
 }
 
 function decodePlayer(p) {
-  need(p && typeof p === 'object', 'player is not an object');
+  need(p && typeof p === 'object', 'player (not an object)');
   need(isNum(p.x) && isNum(p.y), 'player position');
   need(typeof p.id === 'number' || typeof p.id === 'string', 'player id');
   return { id: p.id, x: p.x, y: p.y, color: typeof p.color === 'string' ? p.color : '#888' };
 }
 
 function decodeWorld(w) {
-  need(w && typeof w === 'object', 'world');
-  for (const k of ['width', 'height', 'speed', 'min', 'max']) need(isNum(w[k]), `world.${k}`);
+  need(w && typeof w === 'object', 'welcome.world');
+  for (const k of ['width', 'height', 'speed', 'min', 'max']) need(isNum(w[k]), `welcome.world.${k}`);
   return {
     width: w.width,
     height: w.height,
@@ -63,48 +63,55 @@ function decodeWorld(w) {
 }
 
 /**
- * Parse one text frame from the server into a normalised message.
- * Unknown message types decode to `{type: 'unknown', raw}` so a newer server
- * can add messages without breaking this client; malformed known messages
- * throw ProtocolError.
+ * A `welcome` this client can play with: our protocol version and everything
+ * prediction needs. Throws ProtocolError saying what is wrong otherwise (the
+ * page then reports an incompatible server instead of waiting for ever).
+ */
+function decodeWelcome(m) {
+  need(m.protocol === PROTOCOL_VERSION,
+    `protocol version ${JSON.stringify(m.protocol ?? null)} (this page speaks ${PROTOCOL_VERSION})`);
+  need(typeof m.id === 'number' || typeof m.id === 'string', 'welcome.id');
+  need(isNum(m.tick_rate) && m.tick_rate > 0, 'welcome.tick_rate');
+  return {
+    type: 'welcome',
+    id: m.id,
+    room: typeof m.room === 'string' ? m.room : '',
+    tickRate: m.tick_rate,
+    world: decodeWorld(m.world),
+  };
+}
+
+/**
+ * Parse one text frame from the server into a normalised message, keeping
+ * only the fields this client uses. Unknown message types decode to
+ * `{type: 'unknown', raw}` so a newer server can add messages without
+ * breaking this client; malformed known messages throw ProtocolError.
  */
 export function decodeServerMessage(text) {
   let m;
   try {
     m = JSON.parse(text);
   } catch {
-    throw new ProtocolError('frame is not JSON');
+    throw new ProtocolError('frame (not JSON)');
   }
-  need(m && typeof m === 'object' && typeof m.type === 'string', 'missing type');
+  need(m && typeof m === 'object' && typeof m.type === 'string', 'message (no type)');
   switch (m.type) {
     case 'welcome':
-      need(typeof m.id === 'number' || typeof m.id === 'string', 'welcome.id');
-      need(isNum(m.tick_rate) && m.tick_rate > 0, 'welcome.tick_rate');
-      return {
-        type: 'welcome',
-        protocol: m.protocol,
-        id: m.id,
-        room: typeof m.room === 'string' ? m.room : '',
-        tickRate: m.tick_rate,
-        serverTime: isNum(m.server_time) ? m.server_time : null,
-        inputBuffer: isNum(m.input_buffer) ? m.input_buffer : null,
-        world: decodeWorld(m.world),
-      };
+      return decodeWelcome(m);
     case 'snapshot': {
+      // Only `tick` places a snapshot in time; the wall-clock `time` is not used.
       need(isNum(m.tick), 'snapshot.tick');
-      need(isNum(m.time), 'snapshot.time');
       const players = m.state?.players;
       need(Array.isArray(players), 'snapshot.state.players');
       return {
         type: 'snapshot',
         tick: m.tick,
-        time: m.time,
         ack: isNum(m.ack) ? m.ack : 0,
         players: players.map(decodePlayer),
       };
     }
     case 'pong':
-      return { type: 'pong', id: m.id, serverTime: isNum(m.server_time) ? m.server_time : null };
+      return { type: 'pong', id: m.id };
     case 'error':
       return { type: 'error', code: String(m.code ?? 'unknown'), message: String(m.message ?? '') };
     default:

@@ -20,11 +20,24 @@ export function silenceLimitMs(tickRate, { floorMs = 3000, ticks = 10 } = {}) {
   return Math.max(floorMs, (ticks * 1000) / tickRate);
 }
 
+/**
+ * How long a socket may stay CONNECTING on attempt `attempt` (0 = first try
+ * since the last welcome): `baseMs` doubled per failed attempt, at most
+ * `capMs`. A link whose handshake takes longer than the base (slow mobile,
+ * satellite) still gets in on a later attempt instead of being cut off at
+ * the same point for ever.
+ */
+export function connectTimeoutMs(attempt, { baseMs = 5000, capMs = 30_000 } = {}) {
+  const n = Math.max(0, Math.floor(attempt) || 0);
+  return Math.min(capMs, baseMs * 2 ** Math.min(n, 30));
+}
+
 export class LinkWatchdog {
   /**
    * @param {object} o
    * @param {number} o.now  when the socket was created
    * @param {number} [o.connectTimeoutMs]  longest time to stay CONNECTING
+   *   (main.js passes `connectTimeoutMs(attempt)`)
    * @param {number} [o.floorMs]  shortest silence that counts as dead
    * @param {number} [o.ticks]  silence in server ticks that counts as dead
    * @param {number} [o.suspendGapMs]  checks further apart than this mean

@@ -89,3 +89,41 @@ test('input clock: after a long stall it resynchronises instead of bursting', ()
   assert.equal(c.poll(5000, true), 'send');
   assert.equal(c.poll(5001, true), 49);
 });
+
+test('hasKey tells a new press from one already held (auto-repeat after focus returns)', () => {
+  const h = new HeldInput();
+  assert.equal(h.hasKey('ArrowUp'), false);
+  h.pressKey('ArrowUp');
+  assert.equal(h.hasKey('ArrowUp'), true);
+  h.releaseAll(); // blur
+  assert.equal(h.hasKey('ArrowUp'), false, 'a repeat keydown after blur presses again');
+});
+
+test('taps: one step each, in order, until the input carrying them is sent', () => {
+  const h = new HeldInput();
+  const c = new InputClock(50);
+  const sent = [];
+  // What main.js pump() does: poll, send the current direction, consume one tap.
+  const pump = (now) => {
+    const dir = h.direction();
+    if (c.poll(now, dir.x !== 0 || dir.y !== 0) === 'send') {
+      sent.push([now, dir.x, dir.y]);
+      if (h.taps.length) h.consumeTap();
+    }
+  };
+  h.tap({ x: 1, y: 0 });
+  pump(1000);
+  assert.deepEqual(sent, [[1000, 1, 0]], 'sent at once');
+  assert.deepEqual(h.direction(), { x: 0, y: 0 }, 'and gone');
+  // Three taps before the next slot: three steps, one per tick, then a zero input.
+  h.tap({ x: 0, y: 1 });
+  h.tap({ x: 0, y: 1 });
+  h.tap({ x: -1, y: 0 });
+  for (let t = 1010; t <= 1300; t += 10) pump(t);
+  assert.deepEqual(sent, [[1000, 1, 0], [1050, 0, 1], [1100, 0, 1], [1150, -1, 0], [1200, 0, 0]]);
+  // Bounded, and cleared by releaseAll.
+  for (let i = 0; i < 20; i++) h.tap({ x: 1, y: 0 });
+  assert.equal(h.taps.length, 8);
+  h.releaseAll();
+  assert.deepEqual(h.direction(), { x: 0, y: 0 });
+});

@@ -51,7 +51,6 @@ test('joining players appear and leaving players vanish when render time reaches
 test('empty before any snapshot', () => {
   const it = new Interpolator();
   assert.deepEqual(it.sample(123), []);
-  assert.deepEqual(it.latest(), []);
 });
 
 test('20 Hz snapshots become smooth 60 fps motion', () => {
@@ -102,7 +101,8 @@ test('keeps a bounded buffer and reuses its output objects', () => {
   const b = it.sample(5001);
   assert.equal(a, b, 'same array');
   assert.ok(b.every((o, i) => o === objs[i]), 'same objects');
-  assert.equal(it.latest().length, 2);
+  assert.equal(b.length, 2);
+  assert.ok(it.recent.length <= 21, `offset samples are pruned to the last second (${it.recent.length})`);
 });
 
 /** Frames at 60 fps of one player moving 10 px per tick, snapshots with jitter; `wall(tick)` is the server's clock. */
@@ -141,4 +141,47 @@ test('the timeline follows the tick rate', () => {
   it.push(snap(11, [[1, 10, 0]]), 1100);
   assert.equal(it.renderTime(1250), 1050);
   assert.deepEqual(byId(it.sample(1250))[1], [5, 0]);
+});
+
+test('after a server stall the tick timeline falls behind: the offset jumps within a second, not drifts for seconds', () => {
+  const it = new Interpolator({ tickMs: 50, delayMs: 100 });
+  // 20 Hz, 20 ms latency +-5 ms jitter; a player moving 10 px per tick.
+  const jitter = (n) => ((n * 7) % 11) - 5;
+  let tick = 0;
+  let local = 0;
+  const pushUntil = (end) => {
+    for (; local < end; local += 50, tick++) it.push(snap(tick, [[9, tick * 10, 0]]), local + 20 + jitter(tick));
+  };
+  pushUntil(3000);
+  const before = it.offset;
+  // The server stalls for 2 s, then skips ahead: tick numbers continue from
+  // where they were while local time moved on, so every snapshot now arrives
+  // 2 s later relative to its tick.
+  local += 2000;
+  pushUntil(local + 50);
+  assert.ok(it.offset - before < 100, `not at once: the first arrival after a gap may itself be late (${it.offset - before})`);
+  pushUntil(local + 650);
+  assert.ok(Math.abs(it.offset - (before + 2000)) <= 10, `jumped to the new timeline: ${before} -> ${it.offset}`);
+  // And others are interpolated again (render time between two snapshots), on every frame.
+  let last = null;
+  const from = local;
+  for (let now = from; now < from + 500; now += 1000 / 60) {
+    const newest = it.snapshots.at(-1).t;
+    assert.ok(it.renderTime(now) < newest, `render time ${it.renderTime(now)} before the newest snapshot ${newest}`);
+    while (local <= now) pushUntil(local + 50);
+    const x = it.sample(now)[0].x;
+    if (last !== null) assert.ok(x > last, `moving on every frame (${last} -> ${x})`);
+    last = x;
+  }
+});
+
+test('a single late snapshot, or a burst shorter than the window, does not make the offset jump', () => {
+  const it = new Interpolator({ tickMs: 50, delayMs: 100 });
+  for (let n = 0; n < 40; n++) it.push(snap(n, []), n * 50 + 20);
+  assert.equal(it.offset, 20);
+  // 300 ms of 200 ms extra latency (a Wi-Fi hiccup), then back to normal.
+  for (let n = 40; n < 46; n++) it.push(snap(n, []), n * 50 + 220);
+  assert.ok(it.offset < 50, `only drifted, no jump: offset ${it.offset}`);
+  for (let n = 46; n < 80; n++) it.push(snap(n, []), n * 50 + 20);
+  assert.equal(it.offset, 20);
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  SUBPROTOCOL, socketUrl, isValidRoom, encodeInput, encodePing, decodeServerMessage, ProtocolError,
+  SUBPROTOCOL, PROTOCOL_VERSION, socketUrl, isValidRoom, encodeInput, encodePing, decodeServerMessage, ProtocolError,
 } from '../js/protocol.js';
 
 test('subprotocol is the native JSON one', () => {
@@ -33,14 +33,41 @@ test('decodes welcome', () => {
   assert.equal(m.id, 7);
   assert.equal(m.room, 'lobby');
   assert.equal(m.tickRate, 20);
-  assert.equal(m.inputBuffer, 4);
   assert.deepEqual(m.world, { width: 500, height: 500, speed: 200, min: 10, max: 490, radius: 10 });
+});
+
+test('a welcome of another protocol version, or without what prediction needs, is rejected with the reason', () => {
+  const good = {
+    type: 'welcome', protocol: 1, id: 7, room: 'lobby', tick_rate: 20,
+    world: { width: 500, height: 500, speed: 200, min: 10, max: 490, radius: 10 },
+  };
+  const bad = (change, reason) => {
+    const w = structuredClone(good);
+    change(w);
+    assert.throws(() => decodeServerMessage(JSON.stringify(w)), (e) => e instanceof ProtocolError && reason.test(e.message), reason.source);
+  };
+  assert.equal(PROTOCOL_VERSION, 1);
+  bad((w) => { w.protocol = 2; }, /protocol version 2 \(this page speaks 1\)/);
+  bad((w) => { delete w.protocol; }, /protocol version null/);
+  bad((w) => { w.protocol = '1'; }, /protocol version "1"/);
+  bad((w) => { delete w.world.speed; }, /welcome\.world\.speed/);
+  bad((w) => { w.world.max = 'x'; }, /welcome\.world\.max/);
+  bad((w) => { delete w.world; }, /welcome\.world/);
+  bad((w) => { w.tick_rate = 0; }, /welcome\.tick_rate/);
+  bad((w) => { w.id = null; }, /welcome\.id/);
+  // Optional and informational fields may be missing.
+  const w = structuredClone(good);
+  delete w.world.radius;
+  delete w.room;
+  assert.deepEqual(decodeServerMessage(JSON.stringify(w)), {
+    type: 'welcome', id: 7, room: '', tickRate: 20, world: { width: 500, height: 500, speed: 200, min: 10, max: 490, radius: 10 },
+  });
 });
 
 test('decodes snapshot, pong and error', () => {
   const s = decodeServerMessage('{"type":"snapshot","tick":1234,"time":1764099123500.0,"ack":55,"state":{"players":[{"id":7,"x":120.0,"y":340.0,"color":"#1a2b3c"}]}}');
-  assert.deepEqual(s, { type: 'snapshot', tick: 1234, time: 1764099123500, ack: 55, players: [{ id: 7, x: 120, y: 340, color: '#1a2b3c' }] });
-  assert.deepEqual(decodeServerMessage('{"type":"pong","id":3,"server_time":5.0}'), { type: 'pong', id: 3, serverTime: 5 });
+  assert.deepEqual(s, { type: 'snapshot', tick: 1234, ack: 55, players: [{ id: 7, x: 120, y: 340, color: '#1a2b3c' }] });
+  assert.deepEqual(decodeServerMessage('{"type":"pong","id":3,"server_time":5.0}'), { type: 'pong', id: 3 });
   assert.deepEqual(decodeServerMessage('{"type":"error","code":"room_full","message":"full"}'), { type: 'error', code: 'room_full', message: 'full' });
 });
 
@@ -50,5 +77,5 @@ test('unknown types are tolerated, malformed frames are rejected', () => {
   assert.throws(() => decodeServerMessage('{"no":"type"}'), ProtocolError);
   assert.throws(() => decodeServerMessage('{"type":"snapshot","tick":1,"time":2}'), ProtocolError);
   assert.throws(() => decodeServerMessage('{"type":"snapshot","tick":1,"time":2,"state":{"players":[{"id":1,"x":"a","y":2}]}}'), ProtocolError);
-  assert.throws(() => decodeServerMessage('{"type":"welcome","id":1,"tick_rate":0,"world":{}}'), ProtocolError);
+  assert.throws(() => decodeServerMessage('{"type":"welcome","protocol":1,"id":1,"tick_rate":0,"world":{}}'), ProtocolError);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LinkWatchdog, silenceLimitMs } from '../js/watchdog.js';
+import { LinkWatchdog, silenceLimitMs, connectTimeoutMs } from '../js/watchdog.js';
 
 /** Run checks every `every` ms from `from` to `to`; return the first verdict and when. */
 function firstVerdict(w, from, to, every = 500, onTick = () => {}) {
@@ -82,4 +82,18 @@ test('our own suspension (sleep, throttled tab) is not mistaken for a dead link'
   const b = new LinkWatchdog({ now: 0 });
   b.heard(0);
   assert.equal(firstVerdict(b, 1000, 10_000, 1000).at, 3000);
+});
+
+test('the connect timeout grows with the attempt number: a slow handshake gets in eventually', () => {
+  assert.deepEqual([0, 1, 2, 3, 4, 5, 10, 1000].map((n) => connectTimeoutMs(n)), [5000, 10_000, 20_000, 30_000, 30_000, 30_000, 30_000, 30_000]);
+  assert.equal(connectTimeoutMs(-1), 5000);
+  assert.equal(connectTimeoutMs(2, { baseMs: 1000, capMs: 3000 }), 3000);
+  // A handshake that takes 6 s is abandoned on the first attempt but not on the second.
+  const first = new LinkWatchdog({ now: 0, connectTimeoutMs: connectTimeoutMs(0) });
+  assert.equal(firstVerdict(first, 500, 6000, 500).reason, 'connect-timeout');
+  const second = new LinkWatchdog({ now: 0, connectTimeoutMs: connectTimeoutMs(1) });
+  assert.equal(firstVerdict(second, 500, 5500, 500), null);
+  second.opened(6000);
+  second.heard(6010);
+  assert.equal(second.check(6500), null);
 });

@@ -158,7 +158,8 @@ test('on a 150 ms round trip our dot still moves on the next frame, glides witho
   await page.keyboard.down(key);
   await sleep(900);
   await page.keyboard.up(key);
-  const { frames, downAt } = await recording;
+  const { frames, downAt, upAt } = await recording;
+  assert.ok(downAt && upAt > downAt, 'key went down and up during the recording');
 
   const before = frames.filter(([t]) => t < downAt).at(-1);
   const first = frames.find(([t]) => t > downAt);
@@ -176,8 +177,11 @@ test('on a 150 ms round trip our dot still moves on the next frame, glides witho
     assert.ok(dx <= 0.2 * (t1 - t0) + 0.5, `frame ${i} jumped ${dx.toFixed(2)}px in ${(t1 - t0).toFixed(1)} ms`);
     assert.ok(Math.abs(y1 - y0) < 1e-3, 'no vertical wobble');
   }
-  const moved = (frames.at(-1)[1] - start.x) * dir;
-  assert.ok(moved > 140 && moved < 230, `moved ${moved}px in ~0.9 s`);
+  // One 10 px step per 50 ms tick while held, the first at keydown: the
+  // distance matches how long the key was held (page clock), within two steps.
+  const moved = (frames.at(-1)[1] - before[1]) * dir;
+  const expected = 0.2 * (upAt - downAt);
+  assert.ok(Math.abs(moved - expected) <= 20, `moved ${moved}px while held ${(upAt - downAt).toFixed(0)} ms (expected ~${expected.toFixed(0)}px)`);
   const settled = await until(async () => {
     const [me, srv] = await page.evaluate((pid) => [window.playfield.me(), window.playfield.serverPlayers().find((p) => p.id === pid)], id);
     return me.x === srv.x && me.y === srv.y && srv;
@@ -186,6 +190,26 @@ test('on a 150 ms round trip our dot still moves on the next frame, glides witho
   await page.close();
 });
 
+/** Record every input message the page sends from now on (parsed), in `window.__inputs`. */
+function recordInputs(page) {
+  return page.evaluate(() => {
+    window.__inputs = [];
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+      const m = JSON.parse(data);
+      if (m.type === 'input') window.__inputs.push(m.input);
+      return send.call(this, data);
+    };
+  });
+}
+
+/** Dispatch keydown (or keyup) for several keys in one task, as if pressed together. */
+function keys(page, type, codes) {
+  return page.evaluate(({ type: t, codes: cs }) => {
+    for (const code of cs) document.body.dispatchEvent(new KeyboardEvent(t, { code, key: code.slice(-1).toLowerCase(), bubbles: true, cancelable: true }));
+  }, { type, codes });
+}
+
 test('W/A/S/D steer and two keys make a diagonal', async () => {
   const page = await openClient(context, server.url, 'wasd');
   const id = await page.evaluate(() => window.playfield.id);
@@ -193,18 +217,93 @@ test('W/A/S/D steer and two keys make a diagonal', async () => {
   const start = await serverPos(page, id);
   const h = start.x < 250 ? 'KeyD' : 'KeyA';
   const v = start.y < 250 ? 'KeyS' : 'KeyW';
-  const m = await displacement(page, id,
-    async () => { await page.keyboard.down(h); await page.keyboard.down(v); },
-    async () => { await page.keyboard.up(h); await page.keyboard.up(v); }, 400);
-  assert.equal(Math.sign(m.dx), h === 'KeyD' ? 1 : -1, `horizontal ${JSON.stringify(m)}`);
-  assert.equal(Math.sign(m.dy), v === 'KeyS' ? 1 : -1, `vertical ${JSON.stringify(m)}`);
-  // The keys go down one after the other, so the very first tick may carry
-  // only the first key: allow one straight 10 px step, no more.
+  const sx = h === 'KeyD' ? 1 : -1;
+  const sy = v === 'KeyS' ? 1 : -1;
+  await recordInputs(page);
+  const m = await displacement(page, id, () => keys(page, 'keydown', [h, v]), () => keys(page, 'keyup', [h, v]), 400);
+  // Inputs on the wire: the first keydown sends at once, so the first input may
+  // carry only h; the first keyup may land on a send slot, so the last moving
+  // one may carry only v; everything else is the diagonal, then one zero input.
+  const sent = await page.evaluate(() => window.__inputs);
+  const moving = sent.slice(0, -1);
+  assert.deepEqual(sent.at(-1), { x: 0, y: 0 }, JSON.stringify(sent));
+  const diagonal = moving.filter((d) => d.x === sx && d.y === sy).length;
+  assert.ok(diagonal >= 5, `mostly diagonal inputs: ${JSON.stringify(sent)}`);
+  moving.forEach((d, k) => {
+    const ok = (d.x === sx && d.y === sy) || (k === 0 && d.x === sx && d.y === 0) || (k === moving.length - 1 && d.x === 0 && d.y === sy);
+    assert.ok(ok, `input ${k} of ${JSON.stringify(sent)}`);
+  });
+  // And the server moved us accordingly: each diagonal step is 10/√2 on both axes.
+  assert.equal(Math.sign(m.dx), sx, `horizontal ${JSON.stringify(m)}`);
+  assert.equal(Math.sign(m.dy), sy, `vertical ${JSON.stringify(m)}`);
   assert.ok(Math.abs(Math.abs(m.dx) - Math.abs(m.dy)) <= 10 + 1e-3, `a diagonal: ${JSON.stringify(m)}`);
   const dist = Math.hypot(m.dx, m.dy);
-  assert.ok(dist > 40 && dist < 140, `diagonal is not faster: ${dist.toFixed(1)} px in ~0.4 s`);
-  // Page never scrolled because of the keys.
-  assert.equal(await page.evaluate(() => window.scrollY), 0);
+  assert.ok(Math.abs(dist - 10 * moving.length) <= 10 + 1e-3, `diagonal is not faster: ${dist.toFixed(1)} px for ${moving.length} inputs`);
+  await page.close();
+});
+
+test('holding an arrow key does not scroll a page that can scroll', async () => {
+  const small = await browser.newContext({ viewport: { width: 400, height: 500 } });
+  try {
+    const page = await openClient(small, server.url, 'scroll');
+    const max = await page.evaluate(() => document.documentElement.scrollHeight - innerHeight);
+    assert.ok(max > 100, `the page scrolls at this size (${max}px)`);
+    const y = await page.evaluate(() => { window.scrollTo(0, Math.round((document.documentElement.scrollHeight - innerHeight) / 2)); return window.scrollY; });
+    assert.ok(y > 0);
+    await page.keyboard.down('ArrowDown'); // real key events, auto-repeat included
+    for (let k = 0; k < 10; k++) { await sleep(40); await page.keyboard.down('ArrowDown'); }
+    await page.keyboard.up('ArrowDown');
+    await sleep(200);
+    assert.equal(await page.evaluate(() => window.scrollY), y);
+    await page.close();
+  } finally {
+    await small.close();
+  }
+});
+
+test('a key still held when the window gets focus back moves again on its auto-repeat', async () => {
+  const page = await openClient(context, server.url, 'refocus');
+  const start = await until(() => page.evaluate(() => window.playfield.me()));
+  const key = start.x < 250 ? 'ArrowRight' : 'ArrowLeft';
+  const dir = key === 'ArrowRight' ? 1 : -1;
+  await page.keyboard.down(key);
+  await sleep(200);
+  await page.evaluate(() => window.dispatchEvent(new Event('blur'))); // keyup is never seen
+  await sleep(200);
+  const a = await page.evaluate(() => window.playfield.me());
+  await sleep(200);
+  const b = await page.evaluate(() => window.playfield.me());
+  assert.equal(b.x, a.x, 'blur let go of the key');
+  await page.evaluate(() => {
+    window.__repeats = [];
+    window.addEventListener('keydown', (e) => window.__repeats.push(e.repeat));
+  });
+  for (let k = 0; k < 6; k++) { await page.keyboard.down(key); await sleep(33); } // still held: repeats
+  const repeats = await page.evaluate(() => window.__repeats);
+  assert.deepEqual(repeats, [true, true, true, true, true, true], 'the browser marks them as repeats');
+  await sleep(200);
+  const c = await page.evaluate(() => window.playfield.me());
+  await page.keyboard.up(key);
+  assert.ok((c.x - b.x) * dir > 30, `moved again (${b.x} -> ${c.x})`);
+  await page.close();
+});
+
+test('Enter or Space on a focused pad button moves exactly one step per press', async () => {
+  const page = await openClient(context, server.url, 'padkeys');
+  const id = await page.evaluate(() => window.playfield.id);
+  const start = await until(() => serverPos(page, id));
+  const btn = start.x < 250 ? '#btn-right' : '#btn-left';
+  const dir = btn === '#btn-right' ? 1 : -1;
+  await page.focus(btn);
+  let m = await displacement(page, id, () => page.keyboard.press('Enter'), async () => {}, 100);
+  assert.deepEqual([m.dx * dir, m.dy], [10, 0], `one press, one step: ${JSON.stringify(m)}`);
+  // Three quick presses (faster than the tick rate): three steps.
+  m = await displacement(page, id, async () => {
+    await page.keyboard.press('Space');
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('Space');
+  }, async () => {}, 100);
+  assert.deepEqual([m.dx * dir, m.dy], [30, 0], `three presses, three steps: ${JSON.stringify(m)}`);
   await page.close();
 });
 
@@ -254,6 +353,26 @@ test('on-screen buttons move the dot with touch', async () => {
   }
 });
 
+test('landscape phone (844x390): board and pad both fit in the viewport, side by side', async () => {
+  const phone = await browser.newContext({ viewport: { width: 844, height: 390 }, deviceScaleFactor: 2, hasTouch: true, isMobile: true });
+  try {
+    const page = await openClient(phone, server.url, 'landscape');
+    const r = await page.evaluate(() => {
+      const box = (el) => { const b = el.getBoundingClientRect(); return { left: b.left, top: b.top, right: b.right, bottom: b.bottom }; };
+      return { vw: innerWidth, vh: innerHeight, scrollY, board: box(document.getElementById('board')), pad: box(document.querySelector('.pad')) };
+    });
+    const inside = (b) => b.left >= 0 && b.top >= 0 && b.right <= r.vw && b.bottom <= r.vh;
+    assert.equal(r.scrollY, 0);
+    assert.ok(inside(r.board), `board inside the viewport: ${JSON.stringify(r)}`);
+    assert.ok(inside(r.pad), `pad inside the viewport: ${JSON.stringify(r)}`);
+    assert.ok(r.pad.left >= r.board.right, `pad beside the board: ${JSON.stringify(r)}`);
+    assert.ok(r.board.bottom - r.board.top > 250, `board still large: ${JSON.stringify(r)}`);
+    await screenshot(page, 'client-phone-landscape');
+  } finally {
+    await phone.close();
+  }
+});
+
 test('a page that closes disappears from the others', async () => {
   const stay = await openClient(context, server.url, 'leave');
   const go = await openClient(context, server.url, 'leave');
@@ -296,6 +415,50 @@ test('different rooms do not see each other; the room picker switches rooms with
   assert.equal(await a.evaluate(() => window.playfield.room), 'b');
   await a.close();
   await b.close();
+});
+
+test('an invalid ?room= is shown as such and joins no room until a valid one is picked', async () => {
+  const page = await context.newPage();
+  await page.goto(`${server.url}?room=bad%20name`);
+  await page.waitForFunction(() => window.playfield?.status === 'error');
+  await sleep(500);
+  assert.equal(await page.evaluate(() => window.playfield.status), 'error', 'stays put: no connection to another room');
+  assert.equal(await page.evaluate(() => window.playfield.id), null);
+  assert.equal(await page.inputValue('#room-input'), 'bad name');
+  assert.equal(await page.getAttribute('#room-input', 'aria-invalid'), 'true');
+  assert.match(await page.textContent('#status-detail'), /“bad name”.*not a valid room name/);
+  await page.fill('#room-input', 'good');
+  await page.click('#room-join');
+  await page.waitForFunction(() => window.playfield.status === 'connected' && window.playfield.room === 'good');
+  assert.equal(await page.getAttribute('#room-input', 'aria-invalid'), 'false');
+  assert.ok(page.url().endsWith('?room=good'), page.url());
+  await page.close();
+});
+
+test('a welcome this page cannot use (missing world.speed, protocol 2) is an Error with the reason, not an endless Connecting', async () => {
+  for (const [change, reason] of [
+    [(o) => { delete o.world.speed; }, /Incompatible server: invalid welcome\.world\.speed/],
+    [(o) => { o.protocol = 2; }, /Incompatible server: invalid protocol version 2/],
+  ]) {
+    const page = await context.newPage();
+    let sockets = 0;
+    await page.routeWebSocket(/\/ws(\?.*)?$/, (ws) => {
+      sockets += 1;
+      const upstream = ws.connectToServer();
+      upstream.onMessage((m) => {
+        const o = JSON.parse(m);
+        if (o.type === 'welcome') change(o);
+        ws.send(JSON.stringify(o));
+      });
+    });
+    await page.goto(`${server.url}?room=incompatible`);
+    await page.waitForFunction(() => window.playfield?.status === 'error', null, { timeout: 5000 });
+    assert.match(await page.textContent('#status-detail'), reason);
+    assert.deepEqual(await page.evaluate(() => window.playfield.statusHistory), ['connecting', 'error']);
+    // Retried through the normal backoff path.
+    await until(() => sockets >= 2, { what: 'a retry' });
+    await page.close();
+  }
 });
 
 test('no page errors and nothing fetched from outside', async () => {
