@@ -502,19 +502,20 @@ mod tests {
         assert!(frame.native_state.is_none());
     }
 
+    /// A registry of 20 Hz rooms with `limit` seats per room and `limit` rooms.
+    fn registry(limit: u32) -> Rooms<DotGame> {
+        let config = RoomConfig {
+            tick_rate: 20,
+            input_buffer: 4,
+        };
+        Rooms::new(limit, limit, config, Duration::from_millis(50))
+    }
+
     /// After a short stall the room runs the missed ticks, so tick numbers
     /// stay a steady timeline; after a long one it skips ahead instead.
     #[tokio::test(start_paused = true)]
     async fn catches_up_after_short_stalls_and_skips_long_ones() {
-        let rooms: Rooms<DotGame> = Rooms::new(
-            4,
-            4,
-            RoomConfig {
-                tick_rate: 20,
-                input_buffer: 4,
-            },
-            Duration::from_millis(50),
-        );
+        let rooms = registry(4);
         let handle = rooms.reserve("a").unwrap();
         let tick = || handle.frames.borrow().tick;
         // Let the room start and run its first tick.
@@ -538,15 +539,7 @@ mod tests {
 
     #[tokio::test]
     async fn registry_counts_capacity_and_removal() {
-        let rooms: Rooms<DotGame> = Rooms::new(
-            2,
-            2,
-            RoomConfig {
-                tick_rate: 20,
-                input_buffer: 4,
-            },
-            Duration::from_millis(50),
-        );
+        let rooms = registry(2);
         rooms.reserve("a").unwrap();
         rooms.reserve("a").unwrap();
         assert!(matches!(
