@@ -5,12 +5,14 @@
 //! `[10, 490]` on both axes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::game::{Game, PlayerId, SeedDirection, SeedPlayer};
+use crate::game::{Game, PlayerId, SeedDirection};
+use crate::replicate::{Entity, Field, FieldKind, Schema, Value, World};
 
 /// Width and height of the square map, in pixels.
 pub const WORLD_SIZE: f64 = 500.0;
@@ -31,7 +33,7 @@ pub const SEED_STEP: f64 = 10.0;
 /// One tick of steering: a direction vector. Components outside `[-1, 1]` are
 /// clamped and vectors longer than 1 are normalised, so diagonals are not
 /// faster than straight lines.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DotInput {
     pub x: f64,
@@ -76,9 +78,12 @@ impl DotInput {
 
 #[derive(Debug, Clone)]
 struct Dot {
+    /// Full f64 precision: clients predict it bit for bit. The binary
+    /// protocol sends other players' dots on a 1/8 px grid and each client's
+    /// own dot exactly.
     x: f64,
     y: f64,
-    color: String,
+    color: Arc<str>,
     /// Direction to move this tick; reset after every tick so a player only
     /// moves on ticks where an input was applied.
     steer: (f64, f64),
@@ -90,19 +95,22 @@ struct Dot {
     travel: Option<((f64, f64), (f64, f64))>,
 }
 
-/// Everything one client sees.
-#[derive(Debug, Serialize)]
-pub struct DotSnapshot {
-    pub players: Vec<DotView>,
-}
+/// What the dot game replicates: each player's dot and its colour.
+pub static SCHEMA: Schema = Schema {
+    collection: "players",
+    fields: &[Field {
+        name: "color",
+        kind: FieldKind::Str,
+    }],
+};
 
-/// One dot in a snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One dot as clients see it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DotView {
     pub id: PlayerId,
     pub x: f64,
     pub y: f64,
-    pub color: String,
+    pub color: Arc<str>,
 }
 
 /// What a client needs to render and predict the dot game.
@@ -148,12 +156,30 @@ impl DotGame {
     pub fn is_empty(&self) -> bool {
         self.dots.is_empty()
     }
+
+    /// Every dot, in id order.
+    pub fn views(&self) -> Vec<DotView> {
+        self.dots
+            .iter()
+            .map(|(&id, d)| DotView {
+                id,
+                x: d.x,
+                y: d.y,
+                color: Arc::clone(&d.color),
+            })
+            .collect()
+    }
+}
+
+/// One step of `step` px along `d`, clamped to the map.
+fn advance(v: f64, d: f64, step: f64) -> f64 {
+    (v + d * step).clamp(MIN, MAX)
 }
 
 impl Game for DotGame {
     type Input = DotInput;
-    type Snapshot = DotSnapshot;
     type Info = DotInfo;
+    const SCHEMA: &'static Schema = &SCHEMA;
 
     fn new(seed: u64, tick_rate: u32) -> Self {
         DotGame {
@@ -166,7 +192,7 @@ impl Game for DotGame {
     fn join(&mut self, player: PlayerId) {
         let x = f64::from(self.rng.random_range(SPAWN));
         let y = f64::from(self.rng.random_range(SPAWN));
-        let color = format!("#{:06x}", self.rng.random_range(0..=0xFF_FFFFu32));
+        let color = Arc::from(format!("#{:06x}", self.rng.random_range(0..=0xFF_FFFFu32)));
         self.dots.insert(
             player,
             Dot {
@@ -219,8 +245,8 @@ impl Game for DotGame {
         for dot in self.dots.values_mut() {
             let (dx, dy) = std::mem::take(&mut dot.steer);
             if (dx, dy) != (0.0, 0.0) {
-                dot.x = (dot.x + dx * self.step).clamp(MIN, MAX);
-                dot.y = (dot.y + dy * self.step).clamp(MIN, MAX);
+                dot.x = advance(dot.x, dx, self.step);
+                dot.y = advance(dot.y, dy, self.step);
             } else if let Some(((tx, ty), (gx, gy))) = dot.travel {
                 // Seed moves: one tick of travel towards the target, landing
                 // on it exactly (within a millipixel counts as there).
@@ -229,25 +255,19 @@ impl Game for DotGame {
                     (dot.x, dot.y) = (gx, gy);
                     dot.travel = None;
                 } else {
-                    dot.x = (dot.x + tx * self.step).clamp(MIN, MAX);
-                    dot.y = (dot.y + ty * self.step).clamp(MIN, MAX);
+                    dot.x = advance(dot.x, tx, self.step);
+                    dot.y = advance(dot.y, ty, self.step);
                 }
             }
         }
     }
 
-    fn snapshot(&self) -> DotSnapshot {
-        DotSnapshot {
-            players: self
-                .dots
-                .iter()
-                .map(|(&id, d)| DotView {
-                    id,
-                    x: d.x,
-                    y: d.y,
-                    color: d.color.clone(),
-                })
-                .collect(),
+    fn replicate(&self, world: &mut World) {
+        for (&id, d) in &self.dots {
+            world.push(
+                Entity { id, x: d.x, y: d.y },
+                [Value::Str(Arc::clone(&d.color))],
+            );
         }
     }
 
@@ -275,20 +295,6 @@ impl Game for DotGame {
             seed_step: true,
         })
     }
-
-    fn seed_players(&self) -> Option<Vec<SeedPlayer>> {
-        Some(
-            self.dots
-                .iter()
-                .map(|(&id, d)| SeedPlayer {
-                    id: id.to_string(),
-                    x: d.x,
-                    y: d.y,
-                    color: d.color.clone(),
-                })
-                .collect(),
-        )
-    }
 }
 
 #[cfg(test)]
@@ -307,7 +313,7 @@ mod tests {
     #[test]
     fn spawns_on_integer_positions_inside_the_spawn_square() {
         let g = game_with(&(1..=200).collect::<Vec<_>>());
-        for v in g.snapshot().players {
+        for v in g.views() {
             assert!((50.0..=450.0).contains(&v.x) && (50.0..=450.0).contains(&v.y));
             assert_eq!(v.x.fract(), 0.0);
             assert_eq!(v.color.len(), 7);
@@ -318,13 +324,13 @@ mod tests {
 
     #[test]
     fn same_seed_same_world() {
-        let a = game_with(&[1, 2, 3]).snapshot().players;
-        let b = game_with(&[1, 2, 3]).snapshot().players;
+        let a = game_with(&[1, 2, 3]).views();
+        let b = game_with(&[1, 2, 3]).views();
         assert_eq!(a, b);
         let c = {
             let mut g = DotGame::new(8, 20);
             g.join(1);
-            g.snapshot().players
+            g.views()
         };
         assert_ne!(a[0], c[0]);
     }
@@ -432,9 +438,7 @@ mod tests {
         g.leave(99);
         g.input(99, DotInput::steer(1.0, 0.0));
         assert_eq!(g.len(), 1);
-        assert_eq!(g.snapshot().players[0].id, 2);
-        let seed = g.seed_players().unwrap();
-        assert_eq!(seed[0].id, "2");
+        assert_eq!(g.views()[0].id, 2);
     }
 
     proptest! {

@@ -9,6 +9,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::replicate::{Schema, World};
+
 /// Identifies a player for the lifetime of the server process.
 ///
 /// Ids are handed out sequentially per server (like the seed), never reused.
@@ -24,42 +26,18 @@ pub enum SeedDirection {
     Right,
 }
 
-/// One player as the seed's `state_update` message lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SeedPlayer {
-    /// The seed sends ids as strings.
-    pub id: String,
-    /// Whole numbers are written as JSON integers, as the seed (Python ints)
-    /// does, so strictly typed seed-protocol clients keep working.
-    #[serde(serialize_with = "whole_as_integer")]
-    pub x: f64,
-    #[serde(serialize_with = "whole_as_integer")]
-    pub y: f64,
-    pub color: String,
-}
-
-fn whole_as_integer<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    // Below 2^53 every whole f64 converts to i64 exactly.
-    if v.fract() == 0.0 && v.abs() < 9.0e15 {
-        s.serialize_i64(*v as i64)
-    } else {
-        s.serialize_f64(*v)
-    }
-}
-
 /// The rules of a game, driven by a room at a fixed tick.
 ///
 /// Per tick the room calls [`Game::input`] for every player that has an input
 /// queued (at most one each), then [`Game::tick`] once, then
-/// [`Game::snapshot`] once; the snapshot is serialised once and shared by every
-/// client in the room.
+/// [`Game::replicate`] once. The game only says *what* its entities are (an
+/// id, a position and the fields in its [`Game::SCHEMA`]); the framework
+/// encodes them for every protocol, diffs them tick to tick for the binary
+/// protocol, and filters them per client by position.
 pub trait Game: Send + 'static {
     /// One tick's worth of one player's control, as sent by native clients in
     /// the `input` field of an `input` message.
     type Input: DeserializeOwned + Send + 'static;
-
-    /// What every client in the room sees after a tick.
-    type Snapshot: Serialize;
 
     /// What a client needs to know about the world to render and predict it
     /// (sent once in `welcome`).
@@ -81,8 +59,13 @@ pub trait Game: Send + 'static {
     /// Advances the world by one tick.
     fn tick(&mut self);
 
-    /// The state every client receives.
-    fn snapshot(&self) -> Self::Snapshot;
+    /// The fields every entity replicates, besides its id and position.
+    const SCHEMA: &'static Schema;
+
+    /// Writes every entity clients may see into `world` (any order; id order
+    /// is cheapest). Positions should be on the grid (see
+    /// [`crate::replicate::quantize`]) if clients predict them.
+    fn replicate(&self, world: &mut World);
 
     /// The world description sent in `welcome`.
     fn info(&self) -> Self::Info;
@@ -104,11 +87,5 @@ pub trait Game: Send + 'static {
         Self: Sized,
     {
         Self::seed_move(SeedDirection::Up).is_some()
-    }
-
-    /// The players as the seed's `state_update` lists them; `None` if this
-    /// game cannot be shown by the seed client.
-    fn seed_players(&self) -> Option<Vec<SeedPlayer>> {
-        None
     }
 }

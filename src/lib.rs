@@ -2,7 +2,8 @@
 //! games.
 //!
 //! Data flows socket → [`session`] → [`room`] (tick of a [`game::Game`]) →
-//! snapshot → sessions. The binary in `src/bin/playfield.rs` only parses
+//! typed [`snapshot`] ([`replicate::World`]) → each session's encoder
+//! ([`protocol::encoder`]) → sockets. The binary in `src/bin/playfield.rs` only parses
 //! [`config::Config`], binds, and calls [`server::run`] with the dot game.
 //! See `docs/ARCHITECTURE.md`.
 
@@ -12,9 +13,11 @@ pub mod dots;
 pub mod game;
 pub mod http;
 pub mod protocol;
+pub mod replicate;
 pub mod room;
 pub mod server;
 pub mod session;
+pub mod snapshot;
 
 pub use config::Config;
 pub use game::Game;

@@ -3,24 +3,27 @@
 //! Sessions never touch the game. They send `Join`/`Leave` over the room's
 //! command channel and push inputs into their own small bounded queue, which
 //! the room drains at most one input per player per tick; that is what makes
-//! flooding useless. After every tick the room serialises its snapshot once and
-//! publishes it on a `watch` channel: each session picks up the newest frame
-//! when it is ready, so a slow reader skips frames instead of queueing them and
-//! can never slow the room down.
+//! flooding useless. After every tick the room has its game write the typed
+//! [`World`] and publishes it as a [`Snapshot`] on a `watch` channel. The room
+//! never encodes anything and never asks which protocol a client speaks: each
+//! session encodes for its own client (sharing per-tick encodings through the
+//! snapshot's cache). A session picks up the newest snapshot when it is ready,
+//! so a slow reader skips snapshots instead of queueing them and can never
+//! slow the room down.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::game::{Game, PlayerId};
-use crate::protocol::{encode, unix_millis, Protocol};
+use crate::replicate::World;
+use crate::snapshot::{unix_millis, EncodeCache, Snapshot};
 
 /// Missed ticks a room catches up on after a stall; beyond this it skips.
 const MAX_CATCH_UP_TICKS: u32 = 20;
@@ -45,32 +48,6 @@ pub fn validate_room_name(name: &str) -> Result<&str, String> {
         ));
     }
     Ok(name)
-}
-
-/// One tick's output, shared by every session in the room.
-#[derive(Debug, Default)]
-pub struct Frame {
-    pub tick: u64,
-    /// Server time of the tick, ms since the Unix epoch.
-    pub time: f64,
-    /// `state` JSON for native clients; present while any are in the room.
-    pub native_state: Option<String>,
-    /// Complete seed `state_update` message; present while seed clients are in
-    /// the room. `Utf8Bytes` so every seed client sends the same buffer.
-    pub seed_message: Option<Utf8Bytes>,
-    /// `(player, last applied input seq)`, sorted by player id.
-    pub acks: Vec<(PlayerId, u32)>,
-}
-
-impl Frame {
-    /// The last input `seq` of `player` this frame reflects (0 if none).
-    pub fn ack(&self, player: PlayerId) -> u32 {
-        self.acks
-            .binary_search_by_key(&player, |&(p, _)| p)
-            .ok()
-            .and_then(|i| self.acks.get(i))
-            .map_or(0, |&(_, seq)| seq)
-    }
 }
 
 /// What a session gets back when it joins.
@@ -111,7 +88,6 @@ impl<I> InputQueue<I> {
 pub enum Command<G: Game> {
     Join {
         player: PlayerId,
-        protocol: Protocol,
         reply: oneshot::Sender<Joined<G::Input>>,
     },
     /// `last` is decided by the registry: the room stops after the last player leaves.
@@ -121,14 +97,14 @@ pub enum Command<G: Game> {
 /// A session's way into a room.
 pub struct RoomHandle<G: Game> {
     pub commands: mpsc::Sender<Command<G>>,
-    pub frames: watch::Receiver<Arc<Frame>>,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
 }
 
 impl<G: Game> Clone for RoomHandle<G> {
     fn clone(&self) -> Self {
         RoomHandle {
             commands: self.commands.clone(),
-            frames: self.frames.clone(),
+            snapshots: self.snapshots.clone(),
         }
     }
 }
@@ -141,7 +117,6 @@ pub struct RoomConfig {
 }
 
 struct Member<I> {
-    protocol: Protocol,
     inputs: mpsc::Receiver<(u32, I)>,
     /// Shared with the session's [`InputQueue`].
     dropped: Arc<AtomicU32>,
@@ -156,18 +131,21 @@ struct Room<G: Game> {
     config: RoomConfig,
     members: BTreeMap<PlayerId, Member<G::Input>>,
     tick: u64,
-    frames: watch::Sender<Arc<Frame>>,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    /// The last published world: the base of the next snapshot's delta.
+    world: Arc<World>,
+    /// Whether the game's replication errors were logged already (once per room).
+    warned: bool,
 }
 
 impl<G: Game> Room<G> {
-    fn join(&mut self, player: PlayerId, protocol: Protocol) -> Joined<G::Input> {
+    fn join(&mut self, player: PlayerId) -> Joined<G::Input> {
         let (tx, rx) = mpsc::channel(self.config.input_buffer.max(1));
         let dropped = Arc::new(AtomicU32::new(0));
         self.game.join(player);
         self.members.insert(
             player,
             Member {
-                protocol,
                 inputs: rx,
                 dropped: Arc::clone(&dropped),
                 ack: 0,
@@ -204,32 +182,24 @@ impl<G: Game> Room<G> {
         self.game.tick();
         self.tick += 1;
 
-        let (mut natives, mut seeds) = (false, false);
-        for m in self.members.values() {
-            match m.protocol {
-                Protocol::NativeJson => natives = true,
-                Protocol::Seed => seeds = true,
-            }
+        let mut world = World::with_capacity(G::SCHEMA, self.world.len());
+        self.game.replicate(&mut world);
+        world.finish();
+        if let (Some(e), false) = (world.error(), self.warned) {
+            self.warned = true;
+            error!(room = %self.name, "the game wrote state that does not fit its schema (logged once per room): {e}");
         }
-        let native_state = natives
-            .then(|| serde_json::to_string(&self.game.snapshot()).ok())
-            .flatten();
-        let seed_message = if seeds {
-            self.game
-                .seed_players()
-                .map(|players| Utf8Bytes::from(encode::seed_state(&players)))
-        } else {
-            None
-        };
-        let frame = Frame {
+        let world = Arc::new(world);
+        let snapshot = Snapshot {
             tick: self.tick,
             time: unix_millis(now),
-            native_state,
-            seed_message,
+            world: Arc::clone(&world),
+            prev: Some(std::mem::replace(&mut self.world, world)),
             acks: self.members.iter().map(|(&p, m)| (p, m.ack)).collect(),
+            cache: EncodeCache::default(),
         };
-        // `send_replace` stores the frame even while no session is subscribed.
-        self.frames.send_replace(Arc::new(frame));
+        // `send_replace` stores the snapshot even while no session is subscribed.
+        self.snapshots.send_replace(Arc::new(snapshot));
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command<G>>, tick_interval: Duration) {
@@ -237,7 +207,7 @@ impl<G: Game> Room<G> {
         // After a short stall, run the missed ticks back to back: tick n stays
         // at start + n periods, which clients use as their timeline, and
         // clients sending one input per tick do not pile up a backlog. The
-        // burst costs no bandwidth (sessions only send the newest frame).
+        // burst costs no bandwidth (sessions only send the newest snapshot).
         // After a long stall, give up on catching up and restart the clock.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let max_lag = tick_interval * MAX_CATCH_UP_TICKS;
@@ -246,8 +216,8 @@ impl<G: Game> Room<G> {
                 // Joins and leaves first, so a tick never sees a half-joined player.
                 biased;
                 command = commands.recv() => match command {
-                    Some(Command::Join { player, protocol, reply }) => {
-                        let joined = self.join(player, protocol);
+                    Some(Command::Join { player, reply }) => {
+                        let joined = self.join(player);
                         if reply.send(joined).is_err() {
                             // The session gave up while joining.
                             self.leave(player);
@@ -407,7 +377,7 @@ impl<G: Game> Rooms<G> {
 
     fn spawn(&self, name: &str) -> RoomHandle<G> {
         let (commands_tx, commands_rx) = mpsc::channel(256);
-        let (frames_tx, frames_rx) = watch::channel(Arc::new(Frame::default()));
+        let (snapshots_tx, snapshots_rx) = watch::channel(Arc::new(Snapshot::empty(G::SCHEMA)));
         let seed = self
             .seeds
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
@@ -417,12 +387,14 @@ impl<G: Game> Rooms<G> {
             config: self.config.clone(),
             members: BTreeMap::new(),
             tick: 0,
-            frames: frames_tx,
+            snapshots: snapshots_tx,
+            world: Arc::new(World::new(G::SCHEMA)),
+            warned: false,
         };
         tokio::spawn(room.run(commands_rx, self.tick_interval));
         RoomHandle {
             commands: commands_tx,
-            frames: frames_rx,
+            snapshots: snapshots_rx,
         }
     }
 }
@@ -433,7 +405,7 @@ mod tests {
     use crate::dots::{DotGame, DotInput};
 
     fn room() -> Room<DotGame> {
-        let (frames, _) = watch::channel(Arc::new(Frame::default()));
+        let (snapshots, _) = watch::channel(Arc::new(Snapshot::empty(DotGame::SCHEMA)));
         Room {
             name: "t".into(),
             game: DotGame::new(1, 20),
@@ -443,7 +415,9 @@ mod tests {
             },
             members: BTreeMap::new(),
             tick: 0,
-            frames,
+            snapshots,
+            world: Arc::new(World::new(DotGame::SCHEMA)),
+            warned: false,
         }
     }
 
@@ -461,7 +435,7 @@ mod tests {
     #[test]
     fn one_input_per_tick_and_overflow_dropped() {
         let mut r = room();
-        let joined = r.join(1, Protocol::NativeJson);
+        let joined = r.join(1);
         r.game.place(1, 100.0, 100.0);
         let mut accepted = 0;
         for seq in 1..=10 {
@@ -473,33 +447,34 @@ mod tests {
         for tick in 1..=4 {
             r.step(SystemTime::now());
             // While queued inputs remain, the ack is the last one applied.
-            assert_eq!(r.frames.borrow().ack(1), tick);
+            assert_eq!(r.snapshots.borrow().ack(1), tick);
         }
         for _ in 0..6 {
             r.step(SystemTime::now());
         }
         // Four inputs, four steps, however many were sent.
         assert_eq!(r.game.position(1), Some((140.0, 100.0)));
-        let frame = r.frames.borrow().clone();
+        let snap = r.snapshots.borrow().clone();
         // The dropped 5..=10 are acknowledged once the queue has drained.
-        assert_eq!(frame.ack(1), 10);
-        assert_eq!(frame.ack(2), 0);
-        assert_eq!(frame.tick, 10);
-        assert!(frame.native_state.is_some());
-        assert!(frame.seed_message.is_none());
+        assert_eq!(snap.ack(1), 10);
+        assert_eq!(snap.ack(2), 0);
+        assert_eq!(snap.tick, 10);
+        assert_eq!(snap.world.len(), 1);
+        assert_eq!(snap.world.entities()[0].x, 140.0);
     }
 
     #[test]
-    fn seed_members_get_a_shared_state_update() {
+    fn each_snapshot_carries_the_previous_world_as_its_delta_base() {
         let mut r = room();
-        r.join(1, Protocol::Seed);
+        r.join(1);
         r.step(SystemTime::now());
-        let frame = r.frames.borrow().clone();
-        let msg = frame.seed_message.as_ref().unwrap();
-        let v: serde_json::Value = serde_json::from_str(msg.as_str()).unwrap();
-        assert_eq!(v["type"], "state_update");
-        assert_eq!(v["players"][0]["id"], "1");
-        assert!(frame.native_state.is_none());
+        let first = r.snapshots.borrow().clone();
+        assert_eq!(first.prev.as_ref().map(|w| w.len()), Some(0));
+        r.join(2);
+        r.step(SystemTime::now());
+        let second = r.snapshots.borrow().clone();
+        assert!(Arc::ptr_eq(second.prev.as_ref().unwrap(), &first.world));
+        assert_eq!(second.world.len(), 2);
     }
 
     /// A registry of 20 Hz rooms with `limit` seats per room and `limit` rooms.
@@ -517,7 +492,7 @@ mod tests {
     async fn catches_up_after_short_stalls_and_skips_long_ones() {
         let rooms = registry(4);
         let handle = rooms.reserve("a").unwrap();
-        let tick = || handle.frames.borrow().tick;
+        let tick = || handle.snapshots.borrow().tick;
         // Let the room start and run its first tick.
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;

@@ -1,8 +1,9 @@
 //! One task per WebSocket connection.
 //!
-//! A session joins its room, then loops over four things at once: frames the
-//! room publishes (sent as they come, newest only), frames from the client
-//! (decoded and passed on), a ping timer, and an idle deadline. Every send is
+//! A session joins its room, then loops over four things at once: snapshots
+//! the room publishes (encoded for this client and sent as they come, newest
+//! only), messages from the client (decoded and passed on), a ping timer, and
+//! an idle deadline. Every send is
 //! bounded by `send_timeout`, so a client that stops reading costs at most that
 //! long before it is dropped, and it never delays the room or anyone else: the
 //! room publishes on a `watch` channel and does not wait for sessions.
@@ -16,9 +17,11 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::game::{Game, PlayerId};
+use crate::protocol::encoder::Encoder;
 use crate::protocol::{self, encode, ClientMessage, ErrorCode, Protocol, ProtocolError};
-use crate::room::{validate_room_name, Command, Frame, InputQueue, ReserveError, RoomHandle};
+use crate::room::{validate_room_name, Command, InputQueue, ReserveError, RoomHandle};
 use crate::server::Shared;
+use crate::snapshot::Snapshot;
 
 /// WebSocket close codes we use (RFC 6455 §7.4.1).
 pub mod close_code {
@@ -137,11 +140,7 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
     };
     let player = shared.next_player_id();
     let (reply, joined) = oneshot::channel();
-    let join = Command::Join {
-        player,
-        protocol,
-        reply,
-    };
+    let join = Command::Join { player, reply };
     let joined = match handle.commands.send(join).await {
         Ok(()) => joined.await.ok(),
         Err(_) => None,
@@ -168,21 +167,23 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
 
     let welcome = match protocol {
         Protocol::Seed => encode::seed_init(player),
-        Protocol::NativeJson => encode::welcome(
-            player,
-            &room,
-            shared.config.tick_rate,
-            shared.config.input_buffer,
-            protocol::unix_millis(std::time::SystemTime::now()),
-            &joined.info,
-        ),
+        Protocol::NativeJson | Protocol::NativeBin => encode::welcome(&encode::Welcome {
+            id: player,
+            room: &room,
+            tick_rate: shared.config.tick_rate,
+            input_buffer: shared.config.input_buffer,
+            server_time: protocol::unix_millis(std::time::SystemTime::now()),
+            world: &joined.info,
+            schema: G::SCHEMA,
+        }),
     };
     let end = match conn.send(Message::Text(welcome.into())).await {
         Ok(()) => {
             let mut live = Live {
                 conn,
                 player,
-                frames: handle.frames.clone(),
+                encoder: Encoder::new(protocol),
+                snapshots: handle.snapshots.clone(),
                 inputs: joined.inputs,
                 bad_messages: 0,
                 dropped_inputs: 0,
@@ -259,26 +260,15 @@ impl Connection {
             self.close(close, message).await;
         }
     }
-
-    /// The message carrying `frame` for this client, if the frame has one for
-    /// our protocol (frames from before we joined may not).
-    fn frame_message(&self, frame: &Frame, player: PlayerId) -> Option<Message> {
-        match self.protocol {
-            Protocol::Seed => frame.seed_message.clone().map(Message::Text),
-            Protocol::NativeJson => frame.native_state.as_deref().map(|state| {
-                Message::Text(
-                    encode::snapshot(frame.tick, frame.time, frame.ack(player), state).into(),
-                )
-            }),
-        }
-    }
 }
 
 /// A session that has joined its room.
 struct Live<I> {
     conn: Connection,
     player: PlayerId,
-    frames: tokio::sync::watch::Receiver<Arc<Frame>>,
+    /// Encodes snapshots for this client; holds its delta baseline.
+    encoder: Encoder,
+    snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
     inputs: InputQueue<I>,
     bad_messages: u32,
     dropped_inputs: u64,
@@ -292,7 +282,7 @@ impl<I: Send + 'static> Live<I> {
         // Liveness is measured by pongs: a client that stops reading also
         // stops answering pings, even if it keeps sending.
         let mut last_pong = Instant::now();
-        self.frames.mark_unchanged();
+        self.snapshots.mark_unchanged();
         loop {
             let result = tokio::select! {
                 biased;
@@ -306,21 +296,28 @@ impl<I: Send + 'static> Live<I> {
                     None | Some(Ok(Message::Close(_))) => return End::ClientClosed,
                     Some(Ok(Message::Pong(_))) => { last_pong = Instant::now(); Ok(()) }
                     Some(Ok(Message::Ping(_))) => Ok(()), // answered by the WebSocket layer
-                    Some(Ok(Message::Text(text))) => self.on_text::<G>(text.as_str()).await,
+                    Some(Ok(Message::Text(text))) => {
+                        let decoded = protocol::decode::<G>(self.conn.protocol, text.as_str());
+                        self.on_message(decoded).await
+                    }
+                    Some(Ok(Message::Binary(bytes))) if self.conn.protocol.accepts_binary() => {
+                        let decoded = protocol::decode_binary::<G>(&bytes);
+                        self.on_message(decoded).await
+                    }
                     Some(Ok(Message::Binary(_))) => {
                         return self.conn.close(
                             close_code::UNSUPPORTED_DATA,
-                            format!("binary frames are not accepted by protocol {}; send JSON text frames", self.conn.protocol.name()),
+                            format!("binary frames are not accepted by protocol {}; send JSON text frames (or connect with `{}`)", self.conn.protocol.name(), protocol::NATIVE_BIN_V1),
                         ).await;
                     }
                     Some(Err(e)) => return self.on_socket_error(e, config.max_message_bytes).await,
                 },
-                changed = self.frames.changed() => {
+                changed = self.snapshots.changed() => {
                     if changed.is_err() {
                         return self.conn.close(close_code::INTERNAL, "room closed unexpectedly; reconnect".into()).await;
                     }
-                    let frame = Arc::clone(&self.frames.borrow_and_update());
-                    match self.conn.frame_message(&frame, self.player) {
+                    let snapshot = Arc::clone(&self.snapshots.borrow_and_update());
+                    match self.encoder.snapshot(&snapshot, self.player) {
                         Some(msg) => self.conn.send(msg).await,
                         None => Ok(()),
                     }
@@ -340,8 +337,11 @@ impl<I: Send + 'static> Live<I> {
         }
     }
 
-    async fn on_text<G: Game<Input = I>>(&mut self, text: &str) -> Result<(), End> {
-        match protocol::decode::<G>(self.conn.protocol, text) {
+    async fn on_message(
+        &mut self,
+        decoded: Result<ClientMessage<I>, ProtocolError>,
+    ) -> Result<(), End> {
+        match decoded {
             Ok(ClientMessage::Input { seq, input }) => {
                 // A full queue means the client sends faster than the tick:
                 // dropping is the rule that makes flooding useless.

@@ -82,6 +82,11 @@ impl TestServer {
     pub async fn native(&self, query: &str) -> Ws {
         connect(&self.url(&format!("/ws{query}")), Some("playfield.v1.json")).await
     }
+
+    /// A native-protocol client on the binary encoding.
+    pub async fn bin(&self, query: &str) -> Ws {
+        connect(&self.url(&format!("/ws{query}")), Some("playfield.v1.bin")).await
+    }
 }
 
 pub async fn connect(url: &str, subprotocol: Option<&str>) -> Ws {
@@ -115,6 +120,39 @@ pub async fn next_json(ws: &mut Ws) -> Value {
             other => panic!("expected a text message, got {other:?}"),
         }
     }
+}
+
+/// The next binary message (pings and pongs are skipped).
+pub async fn next_binary(ws: &mut Ws) -> Vec<u8> {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("timed out waiting for a message")
+            .expect("connection ended")
+            .expect("socket error");
+        match msg {
+            Message::Binary(b) => return b.to_vec(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a binary message, got {other:?}"),
+        }
+    }
+}
+
+/// The field kinds of the `schema` in a `welcome`.
+pub fn schema_kinds(welcome: &Value) -> Vec<playfield::replicate::FieldKind> {
+    use playfield::replicate::FieldKind;
+    welcome["schema"]["fields"]
+        .as_array()
+        .expect("welcome.schema.fields")
+        .iter()
+        .map(|f| match f["kind"].as_str().unwrap() {
+            "bool" => FieldKind::Bool,
+            "int" => FieldKind::Int,
+            "float" => FieldKind::Float,
+            "str" => FieldKind::Str,
+            k => panic!("unknown kind {k}"),
+        })
+        .collect()
 }
 
 /// The next message whose `type` is `kind`.
@@ -160,6 +198,10 @@ pub async fn expect_close(ws: &mut Ws) -> CloseFrame {
 
 pub async fn send_json(ws: &mut Ws, v: Value) {
     ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+pub async fn send_binary(ws: &mut Ws, bytes: Vec<u8>) {
+    ws.send(Message::binary(bytes)).await.unwrap();
 }
 
 pub async fn send_text(ws: &mut Ws, s: &str) {

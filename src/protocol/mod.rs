@@ -1,12 +1,20 @@
-//! The two wire protocols: the seed's JSON, kept byte-compatible with its
-//! `client.html`, and our native protocol, negotiated with
-//! `Sec-WebSocket-Protocol`. See `docs/PROTOCOL.md`.
+//! The wire protocols: the seed's JSON, kept byte-compatible with its
+//! `client.html`, and our native protocol in two encodings (JSON text and
+//! binary deltas), negotiated with `Sec-WebSocket-Protocol`. See
+//! `docs/PROTOCOL.md`.
 //!
-//! This module only turns text into typed messages and back; it knows nothing
-//! of sockets or rooms, and nothing of any particular game: game data passes
-//! through as `G::Input` and pre-serialised snapshot JSON.
+//! This module turns client frames into typed messages and typed snapshots
+//! into frames; it knows nothing of sockets or rooms, and nothing of any
+//! particular game: game data passes through as `G::Input` and the typed
+//! [`crate::replicate::World`].
 
 use std::fmt::Write as _;
+
+pub mod bin;
+pub mod encoder;
+pub mod json;
+
+pub use crate::snapshot::unix_millis;
 
 use serde::Deserialize;
 use serde_json::error::Category;
@@ -15,10 +23,12 @@ use crate::game::{Game, PlayerId, SeedDirection};
 
 /// Subprotocol name of the native protocol, version 1, JSON encoding.
 pub const NATIVE_JSON_V1: &str = "playfield.v1.json";
+/// Subprotocol name of the native protocol, version 1, binary encoding.
+pub const NATIVE_BIN_V1: &str = "playfield.v1.bin";
 /// The native protocol version carried in `welcome`.
 pub const NATIVE_VERSION: u32 = 1;
-/// Subprotocols we accept, in order of preference.
-pub const SUPPORTED_SUBPROTOCOLS: &[&str] = &[NATIVE_JSON_V1];
+/// Subprotocols we accept.
+pub const SUPPORTED_SUBPROTOCOLS: &[&str] = &[NATIVE_BIN_V1, NATIVE_JSON_V1];
 
 /// Which protocol a connection speaks, fixed at the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,10 +37,14 @@ pub enum Protocol {
     Seed,
     /// `playfield.v1.json`.
     NativeJson,
+    /// `playfield.v1.bin`: binary snapshots (quantised deltas), binary or JSON
+    /// client messages.
+    NativeBin,
 }
 
 impl Protocol {
-    /// Picks the protocol for the subprotocols a client offered, in its order.
+    /// Picks the protocol for the subprotocols a client offered: the first
+    /// one we support, in the client's order.
     ///
     /// No offer means the seed protocol. An offer with nothing we support is an
     /// error rather than a silent fallback: a client that asked for a protocol
@@ -45,8 +59,12 @@ impl Protocol {
         if offered.is_empty() {
             return Ok(Protocol::Seed);
         }
-        if offered.contains(&NATIVE_JSON_V1) {
-            return Ok(Protocol::NativeJson);
+        for p in &offered {
+            match *p {
+                NATIVE_BIN_V1 => return Ok(Protocol::NativeBin),
+                NATIVE_JSON_V1 => return Ok(Protocol::NativeJson),
+                _ => {}
+            }
         }
         Err(format!(
             "unsupported WebSocket subprotocol {}: this server speaks {} (or no subprotocol for the seed JSON protocol)",
@@ -60,6 +78,7 @@ impl Protocol {
         match self {
             Protocol::Seed => None,
             Protocol::NativeJson => Some(NATIVE_JSON_V1),
+            Protocol::NativeBin => Some(NATIVE_BIN_V1),
         }
     }
 
@@ -68,7 +87,13 @@ impl Protocol {
         match self {
             Protocol::Seed => "seed",
             Protocol::NativeJson => NATIVE_JSON_V1,
+            Protocol::NativeBin => NATIVE_BIN_V1,
         }
+    }
+
+    /// Whether clients may send binary frames.
+    pub fn accepts_binary(self) -> bool {
+        self == Protocol::NativeBin
     }
 }
 
@@ -152,6 +177,12 @@ struct NativePing {
 const SEED_TYPES: &str = "`move`";
 const NATIVE_TYPES: &str = "`input`, `ping`";
 
+/// Decodes one binary frame from a client speaking `protocol` (only
+/// `playfield.v1.bin` clients send them; see [`Protocol::accepts_binary`]).
+pub fn decode_binary<G: Game>(bytes: &[u8]) -> Result<ClientMessage<G::Input>, ProtocolError> {
+    bin::decode_client::<G::Input>(bytes)
+}
+
 /// Decodes one text frame from a client speaking `protocol`.
 pub fn decode<G: Game>(
     protocol: Protocol,
@@ -179,21 +210,21 @@ pub fn decode<G: Game>(
             })?;
             Ok(ClientMessage::Input { seq: 0, input })
         }
-        (Protocol::NativeJson, Some("input")) => {
+        (Protocol::NativeJson | Protocol::NativeBin, Some("input")) => {
             let m: NativeInput<G::Input> = typed(text, "input")?;
             Ok(ClientMessage::Input {
                 seq: m.seq,
                 input: m.input,
             })
         }
-        (Protocol::NativeJson, Some("ping")) => {
+        (Protocol::NativeJson | Protocol::NativeBin, Some("ping")) => {
             let m: NativePing = typed(text, "ping")?;
             Ok(ClientMessage::Ping { id: m.id })
         }
         (_, kind) => {
             let known = match protocol {
                 Protocol::Seed => SEED_TYPES,
-                Protocol::NativeJson => NATIVE_TYPES,
+                Protocol::NativeJson | Protocol::NativeBin => NATIVE_TYPES,
             };
             let what = match kind {
                 Some(k) => format!("unknown message type `{}`", truncate(k, 40)),
@@ -231,13 +262,6 @@ pub fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Milliseconds since the Unix epoch, as clients use for `server_time`.
-pub fn unix_millis(t: std::time::SystemTime) -> f64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
-}
-
 /// Server → client messages, encoded as JSON text.
 pub mod encode {
     use super::*;
@@ -248,39 +272,29 @@ pub mod encode {
         serde_json::json!({"type": "init", "id": id.to_string()}).to_string()
     }
 
-    /// Seed `state_update`, serialised once per tick and shared by all seed clients.
-    pub fn seed_state(players: &[crate::game::SeedPlayer]) -> String {
-        #[derive(Serialize)]
-        struct StateUpdate<'a> {
-            #[serde(rename = "type")]
-            kind: &'static str,
-            players: &'a [crate::game::SeedPlayer],
-        }
-        serde_json::to_string(&StateUpdate {
-            kind: "state_update",
-            players,
-        })
-        .unwrap_or_default()
+    /// What `welcome` tells a native client.
+    pub struct Welcome<'a, W: Serialize> {
+        pub id: PlayerId,
+        pub room: &'a str,
+        pub tick_rate: u32,
+        pub input_buffer: u32,
+        pub server_time: f64,
+        pub world: &'a W,
+        pub schema: &'a crate::replicate::Schema,
     }
 
-    /// Native `welcome`.
-    pub fn welcome<I: Serialize>(
-        id: PlayerId,
-        room: &str,
-        tick_rate: u32,
-        input_buffer: u32,
-        server_time: f64,
-        world: &I,
-    ) -> String {
+    /// Native `welcome` (JSON text in both encodings).
+    pub fn welcome<W: Serialize>(w: &Welcome<'_, W>) -> String {
         serde_json::json!({
             "type": "welcome",
             "protocol": NATIVE_VERSION,
-            "id": id,
-            "room": room,
-            "tick_rate": tick_rate,
-            "server_time": server_time,
-            "input_buffer": input_buffer,
-            "world": world,
+            "id": w.id,
+            "room": w.room,
+            "tick_rate": w.tick_rate,
+            "server_time": w.server_time,
+            "input_buffer": w.input_buffer,
+            "world": w.world,
+            "schema": w.schema,
         })
         .to_string()
     }
@@ -337,7 +351,15 @@ mod tests {
             err.contains("`chat`") && err.contains(NATIVE_JSON_V1),
             "{err}"
         );
-        assert!(Protocol::negotiate(["playfield.v1.bin"]).is_err());
+        assert_eq!(
+            Protocol::negotiate(["playfield.v1.bin"]),
+            Ok(Protocol::NativeBin)
+        );
+        assert_eq!(
+            Protocol::negotiate(["playfield.v1.json", "playfield.v1.bin"]),
+            Ok(Protocol::NativeJson),
+            "the client's order decides"
+        );
     }
 
     #[test]
