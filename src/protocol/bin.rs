@@ -48,10 +48,15 @@ pub mod op {
     /// Changed fields: a varint mask (bit 0 position, bit i+1 field i), then
     /// the absolute position if bit 0, then each changed field's value.
     pub const UPDATE: u8 = 3;
-    /// A new entity: absolute position, then every field's value.
+    /// An entity the client may not have: absolute position, then every
+    /// field's value. If the client has it already, it is replaced.
     pub const SPAWN: u8 = 4;
-    /// The entity is gone.
+    /// The entity is gone (from the game, or from this client's view).
     pub const DESPAWN: u8 = 5;
+    /// Starts a new run of records: the next gap counts from id 0 again.
+    /// One byte, `0xC0` (gap bits 0). Messages built from shared per-cell
+    /// pieces put one between pieces, since ids only ascend within a run.
+    pub const RESET: u8 = 6;
 }
 
 /// Gap values 0..=30 fit in the record's first byte; 31 means a varint follows.
@@ -201,7 +206,6 @@ pub enum DecodeError {
     UnknownMessage(u8),
     UnknownOp(u8),
     UnknownEntity(EntityId),
-    DuplicateEntity(EntityId),
     IdOverflow,
     /// A delta against a tick the decoder does not hold.
     BaseMismatch {
@@ -221,7 +225,6 @@ impl std::fmt::Display for DecodeError {
             DecodeError::UnknownMessage(t) => write!(f, "unknown message type 0x{t:02x}"),
             DecodeError::UnknownOp(o) => write!(f, "unknown record op {o}"),
             DecodeError::UnknownEntity(id) => write!(f, "record for unknown entity {id}"),
-            DecodeError::DuplicateEntity(id) => write!(f, "spawn of entity {id}, which exists"),
             DecodeError::IdOverflow => f.write_str("entity id overflows 64 bits"),
             DecodeError::BaseMismatch { have, needs } => {
                 write!(
@@ -397,6 +400,10 @@ impl Replica {
         while !r.is_empty() {
             let head = r.u8()?;
             let (opc, mut gap) = (head >> 5, u64::from(head & 0x1f));
+            if opc == op::RESET {
+                next = 0;
+                continue;
+            }
             if gap == GAP_INLINE {
                 gap = gap
                     .checked_add(r.varint()?)
@@ -412,13 +419,7 @@ impl Replica {
                         .iter()
                         .map(|&k| r.value(k))
                         .collect::<Result<_, _>>()?;
-                    if self
-                        .entities
-                        .insert(id, RemoteEntity { x, y, fields })
-                        .is_some()
-                    {
-                        return Err(DecodeError::DuplicateEntity(id));
-                    }
+                    self.entities.insert(id, RemoteEntity { x, y, fields });
                 }
                 op::DESPAWN => {
                     self.entities
