@@ -66,6 +66,16 @@ pub struct Config {
     #[arg(long, env = "PLAYFIELD_SEND_TIMEOUT", default_value = "5", value_parser = parse_secs)]
     pub send_timeout: Duration,
 
+    /// Side of the square world in px. Larger than `--view-size`, each client
+    /// only receives what is around its own dot.
+    #[arg(long, env = "PLAYFIELD_WORLD_SIZE", default_value_t = 500.0, value_parser = parse_size)]
+    pub world_size: f64,
+
+    /// Side of the square each client sees around its dot, in px. At least
+    /// `--world-size` (the default) means everyone sees everything.
+    #[arg(long, env = "PLAYFIELD_VIEW_SIZE", default_value_t = 500.0, value_parser = parse_size)]
+    pub view_size: f64,
+
     /// Room for clients that do not ask for one with `?room=`.
     #[arg(long, env = "PLAYFIELD_DEFAULT_ROOM", default_value = "lobby", value_parser = parse_room_arg)]
     pub default_room: String,
@@ -119,6 +129,16 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_size(s: &str) -> Result<f64, String> {
+    let px: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size in px (e.g. 500 or 10000)"))?;
+    if !(100.0..=1_000_000.0).contains(&px) {
+        return Err(format!("{px} px is out of range: use 100 to 1000000 px"));
+    }
+    Ok(px)
 }
 
 fn parse_room_arg(s: &str) -> Result<String, String> {

@@ -11,21 +11,22 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::game::{Game, PlayerId, SeedDirection};
+use crate::game::{Game, PlayerId, SeedDirection, Settings};
 use crate::replicate::{Entity, Field, FieldKind, Schema, Value, World};
 
-/// Width and height of the square map, in pixels.
+/// Width and height of the seed's square map, in pixels (the default
+/// `--world-size`).
 pub const WORLD_SIZE: f64 = 500.0;
 /// Smallest coordinate a dot's centre may take (the seed's 10 px margin).
 pub const MIN: f64 = 10.0;
-/// Largest coordinate a dot's centre may take.
+/// Largest coordinate a dot's centre may take in the seed's map.
 pub const MAX: f64 = 490.0;
+/// Distance from the edge inside which dots do not spawn (the seed's 50 px).
+const SPAWN_MARGIN: f64 = 50.0;
 /// Speed in px/s: the seed's 10 px step, 20 times a second.
 pub const SPEED: f64 = 200.0;
 /// Dot radius in pixels, for renderers.
 pub const RADIUS: f64 = 10.0;
-/// Spawn positions are drawn uniformly from this inclusive range (as the seed).
-const SPAWN: std::ops::RangeInclusive<i32> = 50..=450;
 
 /// Pixels one seed `move` travels, whatever the tick rate.
 pub const SEED_STEP: f64 = 10.0;
@@ -130,6 +131,10 @@ pub struct DotGame {
     rng: SmallRng,
     /// Pixels per tick at full speed.
     step: f64,
+    /// Side of the map.
+    size: f64,
+    /// Largest coordinate a dot's centre may take: `size - MIN`.
+    max: f64,
     dots: BTreeMap<PlayerId, Dot>,
 }
 
@@ -142,8 +147,8 @@ impl DotGame {
     /// Puts a player at a given position (clamped); for tests and tools.
     pub fn place(&mut self, player: PlayerId, x: f64, y: f64) {
         if let Some(dot) = self.dots.get_mut(&player) {
-            dot.x = x.clamp(MIN, MAX);
-            dot.y = y.clamp(MIN, MAX);
+            dot.x = x.clamp(MIN, self.max);
+            dot.y = y.clamp(MIN, self.max);
         }
     }
 
@@ -171,9 +176,9 @@ impl DotGame {
     }
 }
 
-/// One step of `step` px along `d`, clamped to the map.
-fn advance(v: f64, d: f64, step: f64) -> f64 {
-    (v + d * step).clamp(MIN, MAX)
+/// One step of `step` px along `d`, clamped to `[MIN, max]`.
+fn advance(v: f64, d: f64, step: f64, max: f64) -> f64 {
+    (v + d * step).clamp(MIN, max)
 }
 
 impl Game for DotGame {
@@ -181,17 +186,23 @@ impl Game for DotGame {
     type Info = DotInfo;
     const SCHEMA: &'static Schema = &SCHEMA;
 
-    fn new(seed: u64, tick_rate: u32) -> Self {
+    fn new(settings: &Settings) -> Self {
+        // A world too small for the margins is treated as the smallest that fits them.
+        let size = settings.world_size.max(2.0 * SPAWN_MARGIN);
         DotGame {
-            rng: SmallRng::seed_from_u64(seed),
-            step: SPEED / f64::from(tick_rate.max(1)),
+            rng: SmallRng::seed_from_u64(settings.seed),
+            step: SPEED / f64::from(settings.tick_rate.max(1)),
+            size,
+            max: size - MIN,
             dots: BTreeMap::new(),
         }
     }
 
     fn join(&mut self, player: PlayerId) {
-        let x = f64::from(self.rng.random_range(SPAWN));
-        let y = f64::from(self.rng.random_range(SPAWN));
+        // Whole pixels, uniform in [50, size - 50] like the seed's randint(50, 450).
+        let spawn = SPAWN_MARGIN as i64..=(self.size - SPAWN_MARGIN).floor() as i64;
+        let x = self.rng.random_range(spawn.clone()) as f64;
+        let y = self.rng.random_range(spawn) as f64;
         let color = Arc::from(format!("#{:06x}", self.rng.random_range(0..=0xFF_FFFFu32)));
         self.dots.insert(
             player,
@@ -214,6 +225,7 @@ impl Game for DotGame {
             return;
         };
         let direction = input.direction();
+        let max = self.max;
         if input.seed_step {
             let (bx, by) = match dot.travel {
                 Some((dir, target)) if dir == direction => target,
@@ -221,7 +233,7 @@ impl Game for DotGame {
             };
             let (dx, dy) = direction;
             let ahead = |from: f64, to: f64, d: f64| {
-                let to = to.clamp(MIN, MAX);
+                let to = to.clamp(MIN, max);
                 // Never more than two moves ahead of the dot.
                 if d > 0.0 {
                     to.min(from + 2.0 * SEED_STEP)
@@ -245,8 +257,8 @@ impl Game for DotGame {
         for dot in self.dots.values_mut() {
             let (dx, dy) = std::mem::take(&mut dot.steer);
             if (dx, dy) != (0.0, 0.0) {
-                dot.x = advance(dot.x, dx, self.step);
-                dot.y = advance(dot.y, dy, self.step);
+                dot.x = advance(dot.x, dx, self.step, self.max);
+                dot.y = advance(dot.y, dy, self.step, self.max);
             } else if let Some(((tx, ty), (gx, gy))) = dot.travel {
                 // Seed moves: one tick of travel towards the target, landing
                 // on it exactly (within a millipixel counts as there).
@@ -255,8 +267,8 @@ impl Game for DotGame {
                     (dot.x, dot.y) = (gx, gy);
                     dot.travel = None;
                 } else {
-                    dot.x = advance(dot.x, tx, self.step);
-                    dot.y = advance(dot.y, ty, self.step);
+                    dot.x = advance(dot.x, tx, self.step, self.max);
+                    dot.y = advance(dot.y, ty, self.step, self.max);
                 }
             }
         }
@@ -273,11 +285,11 @@ impl Game for DotGame {
 
     fn info(&self) -> DotInfo {
         DotInfo {
-            width: WORLD_SIZE,
-            height: WORLD_SIZE,
+            width: self.size,
+            height: self.size,
             speed: SPEED,
             min: MIN,
-            max: MAX,
+            max: self.max,
             radius: RADIUS,
         }
     }
@@ -303,7 +315,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn game_with(players: &[PlayerId]) -> DotGame {
-        let mut g = DotGame::new(7, 20);
+        let mut g = DotGame::new(&Settings::with_seed(7));
         for &p in players {
             g.join(p);
         }
@@ -328,7 +340,7 @@ mod tests {
         let b = game_with(&[1, 2, 3]).views();
         assert_eq!(a, b);
         let c = {
-            let mut g = DotGame::new(8, 20);
+            let mut g = DotGame::new(&Settings::with_seed(8));
             g.join(1);
             g.views()
         };
@@ -388,7 +400,10 @@ mod tests {
 
     #[test]
     fn speed_follows_tick_rate() {
-        let mut g = DotGame::new(1, 40);
+        let mut g = DotGame::new(&Settings {
+            tick_rate: 40,
+            ..Settings::with_seed(1)
+        });
         g.join(1);
         g.place(1, 100.0, 100.0);
         g.input(1, DotInput::steer(0.0, 1.0));
@@ -400,7 +415,10 @@ mod tests {
     /// 60 Hz, and a flood (one move every tick) still moves at 200 px/s.
     #[test]
     fn seed_moves_are_ten_pixels_at_any_tick_rate() {
-        let mut g = DotGame::new(1, 60);
+        let mut g = DotGame::new(&Settings {
+            tick_rate: 60,
+            ..Settings::with_seed(1)
+        });
         g.join(1);
         g.place(1, 100.0, 100.0);
         let right = DotGame::seed_move(SeedDirection::Right).unwrap();
@@ -429,6 +447,26 @@ mod tests {
         }
         let (_, y1) = g.position(1).unwrap();
         assert!((y1 - y0 - 200.0).abs() < 1e-6, "{}", y1 - y0);
+    }
+
+    #[test]
+    fn a_large_world_spawns_and_clamps_within_its_size() {
+        let mut g = DotGame::new(&Settings {
+            world_size: 10_000.0,
+            ..Settings::with_seed(3)
+        });
+        for p in 1..=300 {
+            g.join(p);
+        }
+        let views = g.views();
+        assert!(views.iter().all(|v| (50.0..=9950.0).contains(&v.x)));
+        assert!(
+            views.iter().any(|v| v.x > 5000.0),
+            "spawns use the whole map"
+        );
+        g.place(1, 20_000.0, 9_995.0);
+        assert_eq!(g.position(1), Some((9990.0, 9990.0)));
+        assert_eq!(g.info().max, 9990.0);
     }
 
     #[test]

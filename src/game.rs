@@ -26,6 +26,30 @@ pub enum SeedDirection {
     Right,
 }
 
+/// What a room tells its game when it creates it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Feeds the game's RNG: two games with the same settings and inputs
+    /// evolve identically.
+    pub seed: u64,
+    /// Ticks per second.
+    pub tick_rate: u32,
+    /// Side of the square world in px (`--world-size`); games that have a
+    /// map should use it.
+    pub world_size: f64,
+}
+
+impl Settings {
+    /// The seed's defaults: 20 Hz, a 500 px world.
+    pub fn with_seed(seed: u64) -> Self {
+        Settings {
+            seed,
+            tick_rate: 20,
+            world_size: 500.0,
+        }
+    }
+}
+
 /// The rules of a game, driven by a room at a fixed tick.
 ///
 /// Per tick the room calls [`Game::input`] for every player that has an input
@@ -43,9 +67,8 @@ pub trait Game: Send + 'static {
     /// (sent once in `welcome`).
     type Info: Serialize;
 
-    /// Builds a fresh game for a new room; `seed` feeds the game's RNG, so
-    /// two games with the same seed and inputs evolve identically.
-    fn new(seed: u64, tick_rate: u32) -> Self;
+    /// Builds a fresh game for a new room.
+    fn new(settings: &Settings) -> Self;
 
     /// Adds a player. The room guarantees ids are unique.
     fn join(&mut self, player: PlayerId);
@@ -63,8 +86,9 @@ pub trait Game: Send + 'static {
     const SCHEMA: &'static Schema;
 
     /// Writes every entity clients may see into `world` (any order; id order
-    /// is cheapest). Positions should be on the grid (see
-    /// [`crate::replicate::quantize`]) if clients predict them.
+    /// is cheapest). The entity whose id is a player's id is that player's
+    /// own: the binary protocol sends it exactly (others are quantised to
+    /// 1/8 px), and the player's view of a large world is centred on it.
     fn replicate(&self, world: &mut World);
 
     /// The world description sent in `welcome`.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dots;
 pub mod game;
 pub mod http;
+pub mod interest;
 pub mod protocol;
 pub mod replicate;
 pub mod room;

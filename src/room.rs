@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
-use crate::game::{Game, PlayerId};
+use crate::game::{Game, PlayerId, Settings};
+use crate::interest::{CellIndex, Grid};
 use crate::replicate::World;
 use crate::snapshot::{unix_millis, EncodeCache, Snapshot};
 
@@ -114,6 +115,10 @@ impl<G: Game> Clone for RoomHandle<G> {
 pub struct RoomConfig {
     pub tick_rate: u32,
     pub input_buffer: usize,
+    /// Side of the world (px), for the game and the spatial grid.
+    pub world_size: f64,
+    /// Side of the square each client sees (px).
+    pub view_size: f64,
 }
 
 struct Member<I> {
@@ -132,8 +137,11 @@ struct Room<G: Game> {
     members: BTreeMap<PlayerId, Member<G::Input>>,
     tick: u64,
     snapshots: watch::Sender<Arc<Snapshot>>,
-    /// The last published world: the base of the next snapshot's delta.
+    /// The grid clients' views are made of.
+    grid: Grid,
+    /// The last published world and its cells: the base of the next delta.
     world: Arc<World>,
+    cells: Arc<CellIndex>,
     /// Whether the game's replication errors were logged already (once per room).
     warned: bool,
 }
@@ -189,12 +197,18 @@ impl<G: Game> Room<G> {
             self.warned = true;
             error!(room = %self.name, "the game wrote state that does not fit its schema (logged once per room): {e}");
         }
+        let cells = Arc::new(CellIndex::build(&self.grid, &world));
         let world = Arc::new(world);
         let snapshot = Snapshot {
             tick: self.tick,
             time: unix_millis(now),
+            grid: self.grid,
             world: Arc::clone(&world),
-            prev: Some(std::mem::replace(&mut self.world, world)),
+            cells: Arc::clone(&cells),
+            prev: Some((
+                std::mem::replace(&mut self.world, world),
+                std::mem::replace(&mut self.cells, cells),
+            )),
             acks: self.members.iter().map(|(&p, m)| (p, m.ack)).collect(),
             cache: EncodeCache::default(),
         };
@@ -377,18 +391,26 @@ impl<G: Game> Rooms<G> {
 
     fn spawn(&self, name: &str) -> RoomHandle<G> {
         let (commands_tx, commands_rx) = mpsc::channel(256);
-        let (snapshots_tx, snapshots_rx) = watch::channel(Arc::new(Snapshot::empty(G::SCHEMA)));
+        let grid = Grid::new(self.config.world_size, self.config.view_size);
+        let (snapshots_tx, snapshots_rx) =
+            watch::channel(Arc::new(Snapshot::empty(G::SCHEMA, grid)));
         let seed = self
             .seeds
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         let room = Room {
             name: name.to_owned(),
-            game: G::new(seed, self.config.tick_rate),
+            game: G::new(&Settings {
+                seed,
+                tick_rate: self.config.tick_rate,
+                world_size: self.config.world_size,
+            }),
             config: self.config.clone(),
             members: BTreeMap::new(),
             tick: 0,
             snapshots: snapshots_tx,
+            grid,
             world: Arc::new(World::new(G::SCHEMA)),
+            cells: Arc::new(CellIndex::default()),
             warned: false,
         };
         tokio::spawn(room.run(commands_rx, self.tick_interval));
@@ -405,18 +427,23 @@ mod tests {
     use crate::dots::{DotGame, DotInput};
 
     fn room() -> Room<DotGame> {
-        let (snapshots, _) = watch::channel(Arc::new(Snapshot::empty(DotGame::SCHEMA)));
+        let grid = Grid::new(500.0, 500.0);
+        let (snapshots, _) = watch::channel(Arc::new(Snapshot::empty(DotGame::SCHEMA, grid)));
         Room {
             name: "t".into(),
-            game: DotGame::new(1, 20),
+            game: DotGame::new(&Settings::with_seed(1)),
             config: RoomConfig {
                 tick_rate: 20,
                 input_buffer: 4,
+                world_size: 500.0,
+                view_size: 500.0,
             },
             members: BTreeMap::new(),
             tick: 0,
             snapshots,
+            grid,
             world: Arc::new(World::new(DotGame::SCHEMA)),
+            cells: Arc::new(CellIndex::default()),
             warned: false,
         }
     }
@@ -469,11 +496,11 @@ mod tests {
         r.join(1);
         r.step(SystemTime::now());
         let first = r.snapshots.borrow().clone();
-        assert_eq!(first.prev.as_ref().map(|w| w.len()), Some(0));
+        assert_eq!(first.prev.as_ref().map(|(w, _)| w.len()), Some(0));
         r.join(2);
         r.step(SystemTime::now());
         let second = r.snapshots.borrow().clone();
-        assert!(Arc::ptr_eq(second.prev.as_ref().unwrap(), &first.world));
+        assert!(Arc::ptr_eq(&second.prev.as_ref().unwrap().0, &first.world));
         assert_eq!(second.world.len(), 2);
     }
 
@@ -482,6 +509,8 @@ mod tests {
         let config = RoomConfig {
             tick_rate: 20,
             input_buffer: 4,
+            world_size: 500.0,
+            view_size: 500.0,
         };
         Rooms::new(limit, limit, config, Duration::from_millis(50))
     }

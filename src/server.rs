@@ -54,6 +54,8 @@ impl<G: Game> Shared<G> {
             RoomConfig {
                 tick_rate: config.tick_rate,
                 input_buffer: config.input_buffer as usize,
+                world_size: config.world_size,
+                view_size: config.view_size,
             },
             config.tick_interval(),
         );
@@ -217,6 +219,12 @@ pub async fn run<G: Game>(
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    G::SCHEMA.validate().map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the game's schema: {e}"),
+        )
+    })?;
     let grace = config.shutdown_grace;
     let shared = Arc::new(Shared::<G>::new(config));
     let token = shared.shutdown.clone();

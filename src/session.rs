@@ -175,6 +175,7 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
             server_time: protocol::unix_millis(std::time::SystemTime::now()),
             world: &joined.info,
             schema: G::SCHEMA,
+            view_size: shared.config.view_size.min(shared.config.world_size),
         }),
     };
     let end = match conn.send(Message::Text(welcome.into())).await {

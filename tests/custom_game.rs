@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use playfield::game::{Game, PlayerId};
+use playfield::game::{Game, PlayerId, Settings};
 use playfield::protocol::bin;
 use playfield::replicate::{Entity, Field, FieldKind, Schema, Value, World};
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,7 @@ impl Game for Counter {
     type Info = serde_json::Value;
     const SCHEMA: &'static Schema = &SCHEMA;
 
-    fn new(_seed: u64, _tick_rate: u32) -> Self {
+    fn new(_settings: &Settings) -> Self {
         Counter {
             total: 0,
             scores: BTreeMap::new(),

@@ -380,3 +380,56 @@ async fn seed_speed_does_not_depend_on_tick_rate() {
         );
     }
 }
+
+/// In a world larger than the view, each client only receives what is
+/// around its own dot, on every protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_world_shows_each_client_its_surroundings() {
+    let server = TestServer::with(|c| {
+        c.world_size = 20_000.0;
+        c.view_size = 500.0;
+        c.room_capacity = 100;
+    })
+    .await;
+    // Spawns are uniform over 20,000 px: with 30 players, almost nobody is
+    // within 500 px of anybody, and everybody sees themselves.
+    let mut clients = Vec::new();
+    for _ in 0..30 {
+        let mut ws = server.bin("").await;
+        let welcome = next_of(&mut ws, "welcome").await;
+        assert_eq!(welcome["view_size"], 500.0);
+        assert_eq!(welcome["world"]["width"], 20_000.0);
+        clients.push((ws, welcome));
+    }
+    let mut seen_total = 0;
+    for (ws, welcome) in &mut clients {
+        let kinds = schema_kinds(welcome);
+        let mut r = playfield::protocol::bin::Replica::default();
+        // Skip the snapshots from before everyone had joined.
+        for _ in 0..3 {
+            r.apply(&next_binary(ws).await, &kinds).unwrap();
+        }
+        let me = welcome["id"].as_u64().unwrap();
+        let (x, y) = r.own.expect("own exact position");
+        assert!(r.entities.contains_key(&me));
+        for e in r.entities.values() {
+            // Cells are 250 px: nothing further than a view and a cell away.
+            assert!((e.x as f64 / 8.0 - x).abs() <= 750.0);
+            assert!((e.y as f64 / 8.0 - y).abs() <= 750.0);
+        }
+        seen_total += r.entities.len();
+    }
+    assert!(seen_total < 30 * 10, "views are local, saw {seen_total}");
+
+    // JSON clients get their surroundings too, seed clients a 500 px window
+    // around their dot with translated coordinates.
+    let mut json = server.native("").await;
+    let _ = next_of(&mut json, "welcome").await;
+    let s = next_of(&mut json, "snapshot").await;
+    assert!(players(&s).as_array().unwrap().len() < 30);
+    let mut seed = server.seed().await;
+    let init = next_of(&mut seed, "init").await;
+    let s = next_of(&mut seed, "state_update").await;
+    let (x, y) = find(players(&s), &init["id"]).expect("the seed client sees itself");
+    assert!((0.0..=500.0).contains(&x) && (0.0..=500.0).contains(&y));
+}

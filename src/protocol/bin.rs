@@ -121,79 +121,125 @@ pub fn put_header(out: &mut Vec<u8>, h: &Header) {
 /// Records for a full snapshot: every entity as a spawn.
 pub fn encode_full(world: &World, out: &mut Vec<u8>) {
     let mut next = 0;
-    for (i, e) in world.entities().iter().enumerate() {
-        put_spawn(out, &mut next, world, i, e.id);
+    for i in 0..world.len() {
+        put_spawn(out, &mut next, world, i);
     }
 }
 
-fn put_spawn(out: &mut Vec<u8>, next: &mut EntityId, world: &World, index: usize, id: EntityId) {
-    put_head(out, op::SPAWN, next, id);
-    if let Some(e) = world.entities().get(index) {
-        put_zigzag(out, to_units(e.x));
-        put_zigzag(out, to_units(e.y));
-    }
+/// A `RESET` record: the next record's gap counts from id 0 again.
+pub fn put_reset(out: &mut Vec<u8>) {
+    out.push(op::RESET << 5);
+}
+
+/// A `SPAWN` record for the entity at `index` of `world`.
+pub fn put_spawn(out: &mut Vec<u8>, next: &mut EntityId, world: &World, index: usize) {
+    let Some(e) = world.entities().get(index) else {
+        return;
+    };
+    put_head(out, op::SPAWN, next, e.id);
+    put_zigzag(out, to_units(e.x));
+    put_zigzag(out, to_units(e.y));
     for v in world.fields(index) {
         put_value(out, v);
     }
 }
 
-/// Records that bring a client holding `prev` up to `cur`: spawns,
-/// despawns and changed fields only, in id order.
+/// A `DESPAWN` record.
+pub fn put_despawn(out: &mut Vec<u8>, next: &mut EntityId, id: EntityId) {
+    put_head(out, op::DESPAWN, next, id);
+}
+
+/// What changed of one entity from `prev[p]` to `cur[c]`: bit 0 the
+/// position (on the grid), bit `i + 1` field `i`.
+pub fn change_mask(prev: &World, p: usize, cur: &World, c: usize) -> u64 {
+    let (Some(a), Some(b)) = (prev.entities().get(p), cur.entities().get(c)) else {
+        return 0;
+    };
+    let mut mask = 0;
+    if to_units(a.x) != to_units(b.x) || to_units(a.y) != to_units(b.y) {
+        mask |= POSITION_BIT;
+    }
+    for (k, (pv, cv)) in prev.fields(p).iter().zip(cur.fields(c)).enumerate() {
+        if !same_value(pv, cv) {
+            mask |= 1 << (k + 1);
+        }
+    }
+    mask
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
+        (Value::Str(x), Value::Str(y)) => std::sync::Arc::ptr_eq(x, y) || x == y,
+        (x, y) => x == y,
+    }
+}
+
+/// The record that brings one entity from `prev[p]` to `cur[c]`, in its
+/// shortest shape (a move along one axis is two bytes); nothing if nothing
+/// changed.
+pub fn put_update(
+    out: &mut Vec<u8>,
+    next: &mut EntityId,
+    prev: &World,
+    p: usize,
+    cur: &World,
+    c: usize,
+) {
+    let mask = change_mask(prev, p, cur, c);
+    let (Some(a), Some(b)) = (prev.entities().get(p), cur.entities().get(c)) else {
+        return;
+    };
+    if mask == 0 {
+        return;
+    }
+    if mask == POSITION_BIT {
+        let dx = i8::try_from(to_units(b.x).saturating_sub(to_units(a.x)));
+        let dy = i8::try_from(to_units(b.y).saturating_sub(to_units(a.y)));
+        if let (Ok(dx), Ok(dy)) = (dx, dy) {
+            match (dx, dy) {
+                (dx, 0) => {
+                    put_head(out, op::MOVE_X, next, b.id);
+                    out.push(dx as u8);
+                }
+                (0, dy) => {
+                    put_head(out, op::MOVE_Y, next, b.id);
+                    out.push(dy as u8);
+                }
+                (dx, dy) => {
+                    put_head(out, op::MOVE, next, b.id);
+                    out.extend_from_slice(&[dx as u8, dy as u8]);
+                }
+            }
+            return;
+        }
+    }
+    put_head(out, op::UPDATE, next, b.id);
+    put_varint(out, mask);
+    if mask & POSITION_BIT != 0 {
+        put_zigzag(out, to_units(b.x));
+        put_zigzag(out, to_units(b.y));
+    }
+    for (k, v) in cur.fields(c).iter().enumerate() {
+        if mask & (1 << (k + 1)) != 0 {
+            put_value(out, v);
+        }
+    }
+}
+
+/// Records that bring a client holding all of `prev` up to all of `cur`:
+/// spawns, despawns and changed fields only, in id order.
 pub fn encode_delta(prev: &World, cur: &World, out: &mut Vec<u8>) {
     let mut changes = Vec::new();
     diff(prev, cur, &mut changes);
-    let mut last = 0;
+    let mut next = 0;
     for change in changes {
         match change {
-            Change::Spawn { index } => {
-                let id = cur.entities().get(index).map_or(0, |e| e.id);
-                put_spawn(out, &mut last, cur, index, id);
-            }
-            Change::Despawn { id } => put_head(out, op::DESPAWN, &mut last, id),
+            Change::Spawn { index } => put_spawn(out, &mut next, cur, index),
+            Change::Despawn { id } => put_despawn(out, &mut next, id),
             Change::Update {
-                index,
-                prev_index,
-                mask,
-            } => {
-                let (Some(c), Some(p)) =
-                    (cur.entities().get(index), prev.entities().get(prev_index))
-                else {
-                    continue;
-                };
-                let dx = to_units(c.x).saturating_sub(to_units(p.x));
-                let dy = to_units(c.y).saturating_sub(to_units(p.y));
-                let small = |d: i64| i8::try_from(d).ok();
-                if mask == POSITION_BIT {
-                    if let (Some(sx), Some(sy)) = (small(dx), small(dy)) {
-                        match (sx, sy) {
-                            (sx, 0) => {
-                                put_head(out, op::MOVE_X, &mut last, c.id);
-                                out.push(sx as u8);
-                            }
-                            (0, sy) => {
-                                put_head(out, op::MOVE_Y, &mut last, c.id);
-                                out.push(sy as u8);
-                            }
-                            (sx, sy) => {
-                                put_head(out, op::MOVE, &mut last, c.id);
-                                out.extend_from_slice(&[sx as u8, sy as u8]);
-                            }
-                        }
-                        continue;
-                    }
-                }
-                put_head(out, op::UPDATE, &mut last, c.id);
-                put_varint(out, mask);
-                if mask & POSITION_BIT != 0 {
-                    put_zigzag(out, to_units(c.x));
-                    put_zigzag(out, to_units(c.y));
-                }
-                for (k, v) in cur.fields(index).iter().enumerate() {
-                    if mask & (1 << (k + 1)) != 0 {
-                        put_value(out, v);
-                    }
-                }
-            }
+                index, prev_index, ..
+            } => put_update(out, &mut next, prev, prev_index, cur, index),
         }
     }
 }

@@ -8,22 +8,35 @@ use crate::replicate::{Value, World};
 
 /// `{"<collection>": [{"id": 7, "x": 120.0, "y": 340.0, <fields>}]}`: the
 /// native protocol's `state`.
-pub struct NativeState<'a>(pub &'a World);
+pub struct NativeState<'a> {
+    pub world: &'a World,
+    /// Only these entities (indices into `world`); `None`: all of them.
+    pub only: Option<&'a [u32]>,
+}
 
 /// `{"type": "state_update", "players": [{"id": "7", "x": 120, ...}]}`: the
 /// seed's message. Ids are strings and whole coordinates are integers, as the
 /// seed's Python sent them.
-pub struct SeedState<'a>(pub &'a World);
+pub struct SeedState<'a> {
+    pub world: &'a World,
+    /// Only these entities; `None`: all of them.
+    pub only: Option<&'a [u32]>,
+    /// Subtracted from every position: the corner of the window a seed
+    /// client is shown of a world larger than its 500 px canvas.
+    pub origin: (f64, f64),
+}
 
 struct Entities<'a> {
     world: &'a World,
-    seed: bool,
+    only: Option<&'a [u32]>,
+    seed: Option<(f64, f64)>,
 }
 
 struct EntityJson<'a> {
     world: &'a World,
     index: usize,
-    seed: bool,
+    /// Seed format, with this origin.
+    seed: Option<(f64, f64)>,
 }
 
 struct Whole(f64);
@@ -34,10 +47,11 @@ impl Serialize for NativeState<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(1))?;
         m.serialize_entry(
-            self.0.schema().collection,
+            self.world.schema().collection,
             &Entities {
-                world: self.0,
-                seed: false,
+                world: self.world,
+                only: self.only,
+                seed: None,
             },
         )?;
         m.end()
@@ -51,8 +65,9 @@ impl Serialize for SeedState<'_> {
         m.serialize_entry(
             "players",
             &Entities {
-                world: self.0,
-                seed: true,
+                world: self.world,
+                only: self.only,
+                seed: Some(self.origin),
             },
         )?;
         m.end()
@@ -61,15 +76,27 @@ impl Serialize for SeedState<'_> {
 
 impl Serialize for Entities<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.world.len()))?;
-        for index in 0..self.world.len() {
-            seq.serialize_element(&EntityJson {
-                world: self.world,
-                index,
-                seed: self.seed,
-            })?;
+        let element = |index: usize| EntityJson {
+            world: self.world,
+            index,
+            seed: self.seed,
+        };
+        match self.only {
+            Some(only) => {
+                let mut seq = s.serialize_seq(Some(only.len()))?;
+                for &i in only {
+                    seq.serialize_element(&element(i as usize))?;
+                }
+                seq.end()
+            }
+            None => {
+                let mut seq = s.serialize_seq(Some(self.world.len()))?;
+                for i in 0..self.world.len() {
+                    seq.serialize_element(&element(i))?;
+                }
+                seq.end()
+            }
         }
-        seq.end()
     }
 }
 
@@ -80,10 +107,10 @@ impl Serialize for EntityJson<'_> {
         };
         let fields = self.world.schema().fields;
         let mut m = s.serialize_map(Some(3 + fields.len()))?;
-        if self.seed {
+        if let Some((ox, oy)) = self.seed {
             m.serialize_entry("id", &e.id.to_string())?;
-            m.serialize_entry("x", &Whole(e.x))?;
-            m.serialize_entry("y", &Whole(e.y))?;
+            m.serialize_entry("x", &Whole(e.x - ox))?;
+            m.serialize_entry("y", &Whole(e.y - oy))?;
         } else {
             m.serialize_entry("id", &e.id)?;
             m.serialize_entry("x", &e.x)?;

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 pub mod bin;
 pub mod encoder;
 pub mod json;
+pub mod pieces;
 
 pub use crate::snapshot::unix_millis;
 
@@ -281,6 +282,8 @@ pub mod encode {
         pub server_time: f64,
         pub world: &'a W,
         pub schema: &'a crate::replicate::Schema,
+        /// Side of the square the client sees around its entity (px).
+        pub view_size: f64,
     }
 
     /// Native `welcome` (JSON text in both encodings).
@@ -295,6 +298,7 @@ pub mod encode {
             "input_buffer": w.input_buffer,
             "world": w.world,
             "schema": w.schema,
+            "view_size": w.view_size,
         })
         .to_string()
     }
