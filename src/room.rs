@@ -129,6 +129,81 @@ struct Member<I> {
     ack: u32,
 }
 
+/// How long one room's recent ticks took: `GET /rooms` shows it, so tick
+/// cost can be measured on a live server. A tick is the game (inputs, tick,
+/// replicate) plus sorting entities into cells and publishing; encoding for
+/// clients happens in the sessions.
+#[derive(Debug, Default)]
+pub struct TickTimes {
+    inner: Mutex<TickRing>,
+}
+
+#[derive(Debug, Default)]
+struct TickRing {
+    /// The last [`TICK_WINDOW`] durations in µs.
+    us: Vec<u32>,
+    next: usize,
+    ticks: u64,
+    overruns: u64,
+}
+
+/// Ticks the summary covers.
+const TICK_WINDOW: usize = 1024;
+
+/// Tick durations over the last [`TICK_WINDOW`] ticks, in ms.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct TickSummary {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Ticks since the room started.
+    pub ticks: u64,
+    /// Ticks that took longer than the tick interval.
+    pub overruns: u64,
+}
+
+impl TickTimes {
+    fn record(&self, took: Duration, budget: Duration) {
+        let mut r = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        if r.us.len() < TICK_WINDOW {
+            r.us.push(us);
+        } else {
+            let i = r.next;
+            if let Some(slot) = r.us.get_mut(i) {
+                *slot = us;
+            }
+        }
+        r.next = (r.next + 1) % TICK_WINDOW;
+        r.ticks += 1;
+        if took > budget {
+            r.overruns += 1;
+        }
+    }
+
+    pub fn summary(&self) -> TickSummary {
+        let r = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut us = r.us.clone();
+        let (ticks, overruns) = (r.ticks, r.overruns);
+        drop(r);
+        if us.is_empty() {
+            return TickSummary::default();
+        }
+        us.sort_unstable();
+        let at = |q: f64| {
+            let i = ((us.len() - 1) as f64 * q).round() as usize;
+            f64::from(us.get(i).copied().unwrap_or(0)) / 1000.0
+        };
+        TickSummary {
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+            ticks,
+            overruns,
+        }
+    }
+}
+
 /// The room task's state.
 struct Room<G: Game> {
     name: String,
@@ -144,6 +219,8 @@ struct Room<G: Game> {
     cells: Arc<CellIndex>,
     /// Whether the game's replication errors were logged already (once per room).
     warned: bool,
+    times: Arc<TickTimes>,
+    tick_interval: Duration,
 }
 
 impl<G: Game> Room<G> {
@@ -175,6 +252,7 @@ impl<G: Game> Room<G> {
 
     /// One tick: at most one input per player, advance, publish.
     fn step(&mut self, now: SystemTime) {
+        let started = std::time::Instant::now();
         for (&player, member) in &mut self.members {
             match member.inputs.try_recv() {
                 Ok((seq, input)) => {
@@ -214,6 +292,7 @@ impl<G: Game> Room<G> {
         };
         // `send_replace` stores the snapshot even while no session is subscribed.
         self.snapshots.send_replace(Arc::new(snapshot));
+        self.times.record(started.elapsed(), self.tick_interval);
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command<G>>, tick_interval: Duration) {
@@ -283,14 +362,16 @@ impl std::fmt::Display for ReserveError {
 struct Entry<G: Game> {
     handle: RoomHandle<G>,
     players: u32,
+    times: Arc<TickTimes>,
 }
 
 /// A room's line in `GET /rooms`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RoomSummary {
     pub name: String,
     pub players: u32,
     pub capacity: u32,
+    pub tick: TickSummary,
 }
 
 /// All rooms of a server, by name.
@@ -345,12 +426,14 @@ impl<G: Game> Rooms<G> {
                 max: self.max_rooms,
             });
         }
-        let handle = self.spawn(name);
+        let times = Arc::new(TickTimes::default());
+        let handle = self.spawn(name, Arc::clone(&times));
         rooms.insert(
             name.to_owned(),
             Entry {
                 handle: handle.clone(),
                 players: 1,
+                times,
             },
         );
         info!(room = name, "room created");
@@ -383,13 +466,14 @@ impl<G: Game> Rooms<G> {
                 name: name.clone(),
                 players: e.players,
                 capacity: self.capacity,
+                tick: e.times.summary(),
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }
 
-    fn spawn(&self, name: &str) -> RoomHandle<G> {
+    fn spawn(&self, name: &str, times: Arc<TickTimes>) -> RoomHandle<G> {
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let grid = Grid::new(self.config.world_size, self.config.view_size);
         let (snapshots_tx, snapshots_rx) =
@@ -412,6 +496,8 @@ impl<G: Game> Rooms<G> {
             world: Arc::new(World::new(G::SCHEMA)),
             cells: Arc::new(CellIndex::default()),
             warned: false,
+            times,
+            tick_interval: self.tick_interval,
         };
         tokio::spawn(room.run(commands_rx, self.tick_interval));
         RoomHandle {
@@ -445,6 +531,8 @@ mod tests {
             world: Arc::new(World::new(DotGame::SCHEMA)),
             cells: Arc::new(CellIndex::default()),
             warned: false,
+            times: Arc::new(TickTimes::default()),
+            tick_interval: Duration::from_millis(50),
         }
     }
 
@@ -488,6 +576,9 @@ mod tests {
         assert_eq!(snap.tick, 10);
         assert_eq!(snap.world.len(), 1);
         assert_eq!(snap.world.entities()[0].x, 140.0);
+        let t = r.times.summary();
+        assert_eq!(t.ticks, 10);
+        assert!(t.p50_ms <= t.p99_ms && t.p99_ms <= t.max_ms);
     }
 
     #[test]

@@ -310,10 +310,23 @@ async fn rooms_are_isolated_listed_and_removed() {
     assert_eq!(status, 200);
     assert!(head.to_ascii_lowercase().contains("application/json"));
     let v: Value = serde_json::from_str(&body).unwrap();
+    let rooms: Vec<Value> = v["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| json!({"name": r["name"], "players": r["players"], "capacity": r["capacity"]}))
+        .collect();
     assert_eq!(
-        v["rooms"],
-        json!([{"name":"blue","players":2,"capacity":64},{"name":"red","players":1,"capacity":64}])
+        rooms,
+        [
+            json!({"name":"blue","players":2,"capacity":64}),
+            json!({"name":"red","players":1,"capacity":64})
+        ]
     );
+    // Each room reports how long its ticks take.
+    let tick = &v["rooms"][0]["tick"];
+    assert!(tick["ticks"].as_u64().unwrap() > 0, "{tick}");
+    assert!(tick["p99_ms"].as_f64().unwrap() >= tick["p50_ms"].as_f64().unwrap());
     assert_eq!(v["players"], 3);
 
     drop(a);
