@@ -3,8 +3,10 @@
  * All game logic lives in the DOM-free modules imported below.
  */
 import {
-  SUBPROTOCOL, socketUrl, isValidRoom, encodeInput, encodePing, decodeServerMessage,
+  SUBPROTOCOL_BIN, SUBPROTOCOL_JSON, ProtocolError, offeredProtocols, socketUrl, isValidRoom,
+  encodeInput, encodePing, decodeServerMessage,
 } from './protocol.js';
+import { BinReplica, encodeInputBin, encodePingBin } from './bin.js';
 import { HeldInput, InputClock, steeringKey } from './input.js';
 import { Predictor } from './prediction.js';
 import { Interpolator } from './interpolation.js';
@@ -24,6 +26,9 @@ const STATUS_TEXT = {
   error: 'Error',
 };
 
+/** Overlay names of the subprotocols. */
+const PROTO_LABEL = { [SUBPROTOCOL_BIN]: 'bin', [SUBPROTOCOL_JSON]: 'json' };
+
 /** Close codes meaning "the server refused or rejected us" (docs/PROTOCOL.md). */
 const REFUSAL_CODES = new Set([1003, 1007, 1008, 1009, 1013]);
 
@@ -38,6 +43,7 @@ const ui = {
   room: $('stat-room'),
   rate: $('stat-rate'),
   tick: $('stat-tick'),
+  proto: $('stat-proto'),
   correction: $('stat-correction'),
   roomForm: $('room-form'),
   roomInput: $('room-input'),
@@ -48,6 +54,9 @@ const renderer = new Renderer(ui.canvas);
 const held = new HeldInput();
 // The backoff starts over only once a connection has stayed up 10 s.
 const backoff = new Backoff({ base: 500, factor: 2, cap: 10_000, stableMs: 10_000 });
+
+/** Subprotocols we offer: binary first, unless `?proto=json` (or `bin`) asks for one. */
+const OFFERED = offeredProtocols(location.search);
 
 /** `?room=` from the address: the name, and whether the server would accept it. */
 const urlRoom = roomFromUrl();
@@ -106,7 +115,8 @@ function connect() {
   failedAttempts += 1;
   let ws;
   try {
-    ws = new WebSocket(socketUrl(location, wantedRoom), [SUBPROTOCOL]);
+    ws = new WebSocket(socketUrl(location, wantedRoom), OFFERED);
+    ws.binaryType = 'arraybuffer'; // binary snapshots are decoded from bytes, not Blobs
   } catch (err) {
     scheduleReconnect('error', `Cannot open a connection: ${err.message || err}`);
     return;
@@ -116,6 +126,15 @@ function connect() {
     ws,
     opened: false,
     welcome: null,
+    /**
+     * The subprotocol in use: the handshake's answer, or, where the socket
+     * does not say (a proxied or mocked socket reports ""), what the first
+     * snapshot frame shows. Until it is known we send JSON, which a
+     * `playfield.v1.bin` server accepts too.
+     */
+    proto: null,
+    /** Our copy of the world in `playfield.v1.bin` (created on welcome, from its schema). */
+    replica: null,
     predictor: null,
     clock: null,
     interp: null, // created on welcome: its timeline needs the tick rate
@@ -139,12 +158,14 @@ function connect() {
   ws.onopen = () => {
     if (conn !== c) return;
     c.opened = true;
+    if (ws.protocol) c.proto = ws.protocol;
     c.watchdog.opened(performance.now());
   };
   ws.onmessage = (ev) => {
     if (conn !== c) return;
     c.watchdog.heard(performance.now());
-    onMessage(c, ev.data);
+    if (typeof ev.data === 'string') onMessage(c, ev.data);
+    else onBinary(c, ev.data);
   };
   ws.onclose = (ev) => {
     if (conn === c) onClose(c, ev);
@@ -156,7 +177,7 @@ function connect() {
 function onMessage(c, data) {
   let m;
   try {
-    m = decodeServerMessage(data);
+    m = decodeServerMessage(data, c.welcome?.schema?.collection);
   } catch (err) {
     if (!c.welcome) return incompatible(c, err.message);
     console.warn('playfield: ignoring bad frame:', err.message);
@@ -169,7 +190,10 @@ function onMessage(c, data) {
   }
   switch (m.type) {
     case 'welcome': return onWelcome(c, m);
-    case 'snapshot': return onSnapshot(c, m);
+    case 'snapshot':
+      if (c.proto === SUBPROTOCOL_BIN) return; // not expected on bin; the binary snapshots are the truth
+      c.proto ??= SUBPROTOCOL_JSON;
+      return onSnapshot(c, m);
     case 'pong': return onPong(c, m);
     case 'error':
       c.serverError = m;
@@ -188,6 +212,32 @@ function onMessage(c, data) {
   }
 }
 
+/**
+ * A binary frame: a `playfield.v1.bin` snapshot. It must apply to what the
+ * replica holds; one that does not (malformed, or a delta against a tick we
+ * do not have) leaves us unable to follow the world until the next full
+ * snapshot, which the server only sends to a new connection: reconnect.
+ */
+function onBinary(c, data) {
+  if (!c.welcome) return incompatible(c, 'expected welcome, got a binary frame');
+  if (c.proto === SUBPROTOCOL_JSON) return incompatible(c, `binary frame on ${SUBPROTOCOL_JSON}`);
+  if (!c.replica) return incompatible(c, `invalid welcome.schema (${SUBPROTOCOL_BIN} needs it)`);
+  c.proto = SUBPROTOCOL_BIN;
+  let h;
+  try {
+    h = c.replica.apply(data);
+  } catch (err) {
+    if (!(err instanceof ProtocolError)) throw err;
+    console.warn(`playfield: bad binary snapshot (${err.kind}): ${err.message}`);
+    teardown(c);
+    scheduleReconnect('error', `Bad snapshot from the server: ${err.message}`);
+    return;
+  }
+  // Our own dot comes at its exact position (list() puts it in), so
+  // prediction replays from the very value the server holds.
+  onSnapshot(c, { type: 'snapshot', tick: h.tick, ack: h.ack, players: c.replica.list(c.welcome.id) });
+}
+
 /** The server speaks something we cannot play: give up on this socket and retry later. */
 function incompatible(c, why) {
   console.warn(`playfield: incompatible server: ${why}`);
@@ -197,7 +247,9 @@ function incompatible(c, why) {
 
 function onWelcome(c, m) {
   if (c.welcome) return; // once per connection
+  if (c.proto === SUBPROTOCOL_BIN && !m.schema) return incompatible(c, `invalid welcome.schema (${SUBPROTOCOL_BIN} needs it)`);
   c.welcome = m;
+  c.replica = m.schema ? new BinReplica(m.schema) : null;
   failedAttempts = 0;
   const tickMs = 1000 / m.tickRate;
   c.predictor = new Predictor({ world: m.world, tickRate: m.tickRate });
@@ -205,9 +257,11 @@ function onWelcome(c, m) {
   // Others are drawn two ticks (at least 100 ms) in the past, on the tick timeline.
   c.interp = new Interpolator({ tickMs, delayMs: Math.max(100, 2 * tickMs) });
   c.watchdog.setTickRate(m.tickRate);
-  renderer.setWorld(m.world);
-  ui.canvas.style.aspectRatio = `${m.world.width} / ${m.world.height}`;
-  ui.canvas.parentElement.style.maxWidth = `${m.world.width}px`;
+  // A world larger than the server's view is seen through a camera on our dot.
+  renderer.setWorld(m.world, m.viewSize);
+  const { view } = renderer;
+  ui.canvas.style.aspectRatio = `${view.width} / ${view.height}`;
+  ui.canvas.parentElement.style.maxWidth = `${view.width}px`;
   resize();
   // Not reset(): the backoff starts over only if this connection stays up.
   backoff.connected(performance.now());
@@ -236,7 +290,7 @@ function onSnapshot(c, m) {
 function sendInput(c, dir, now) {
   if (c.ws.readyState !== WebSocket.OPEN) return;
   c.seq += 1;
-  c.ws.send(encodeInput(c.seq, dir));
+  c.ws.send(c.proto === SUBPROTOCOL_BIN ? encodeInputBin(c.seq, dir) : encodeInput(c.seq, dir));
   c.predictor.apply(c.seq, dir, now);
 }
 
@@ -252,7 +306,7 @@ function sendPing(c) {
   c.pingId += 1;
   c.pings.set(c.pingId, performance.now());
   if (c.pings.size > 8) c.pings.delete(c.pings.keys().next().value); // lost pongs
-  c.ws.send(encodePing(c.pingId));
+  c.ws.send(c.proto === SUBPROTOCOL_BIN ? encodePingBin(c.pingId) : encodePing(c.pingId));
 }
 
 /**
@@ -475,6 +529,7 @@ setInterval(() => {
   ui.room.textContent = live ? c.welcome.room : (wantedRoom ?? '–');
   ui.rate.textContent = live ? String(c.arrivals.count(now)) : '–';
   ui.tick.textContent = live && c.lastTick !== null ? String(c.lastTick) : '–';
+  ui.proto.textContent = live && c.proto ? (PROTO_LABEL[c.proto] ?? c.proto) : '–';
   ui.correction.textContent = live ? `${c.predictor.lastCorrection.toFixed(1)} px` : '–';
 }, STATS_EVERY_MS);
 
@@ -485,6 +540,10 @@ window.playfield = {
   get id() { return conn?.welcome?.id ?? null; },
   get status() { return status; },
   get room() { return conn?.welcome?.room ?? wantedRoom; },
+  /** The subprotocol in use (`playfield.v1.bin` or `playfield.v1.json`), null before it is known. */
+  get protocol() { return conn?.proto ?? null; },
+  /** What this page offered, best first. */
+  get offered() { return OFFERED.slice(); },
   get statusHistory() { return statusHistory.slice(); },
   players() {
     const { others, me, myId } = currentView(performance.now());
@@ -499,6 +558,11 @@ window.playfield = {
   me() {
     const { me } = currentView(performance.now());
     return me && { x: me.x, y: me.y };
+  },
+  /** The part of the world on the board as of the last frame: top-left corner and size, in world px. */
+  camera() {
+    const { camera, view, world } = renderer;
+    return { x: camera.x, y: camera.y, width: view.width, height: view.height, worldWidth: world.width, worldHeight: world.height };
   },
 };
 

@@ -1,11 +1,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  SUBPROTOCOL, PROTOCOL_VERSION, socketUrl, isValidRoom, encodeInput, encodePing, decodeServerMessage, ProtocolError,
+  SUBPROTOCOL, SUBPROTOCOL_BIN, SUBPROTOCOL_JSON, PROTOCOL_VERSION, offeredProtocols, socketUrl, isValidRoom,
+  encodeInput, encodePing, decodeServerMessage, ProtocolError,
 } from '../js/protocol.js';
 
-test('subprotocol is the native JSON one', () => {
+test('subprotocol names', () => {
   assert.equal(SUBPROTOCOL, 'playfield.v1.json');
+  assert.equal(SUBPROTOCOL_JSON, 'playfield.v1.json');
+  assert.equal(SUBPROTOCOL_BIN, 'playfield.v1.bin');
+});
+
+test('binary is offered first, JSON as the fallback; ?proto= picks one', () => {
+  assert.deepEqual(offeredProtocols(''), ['playfield.v1.bin', 'playfield.v1.json']);
+  assert.deepEqual(offeredProtocols('?room=a'), ['playfield.v1.bin', 'playfield.v1.json']);
+  assert.deepEqual(offeredProtocols('?proto=json&room=a'), ['playfield.v1.json']);
+  assert.deepEqual(offeredProtocols('?room=a&proto=bin'), ['playfield.v1.bin']);
+  assert.deepEqual(offeredProtocols('?proto=xml'), ['playfield.v1.bin', 'playfield.v1.json'], 'unknown values: the default');
 });
 
 test('socket URL follows the page origin and scheme', () => {
@@ -34,6 +45,30 @@ test('decodes welcome', () => {
   assert.equal(m.room, 'lobby');
   assert.equal(m.tickRate, 20);
   assert.deepEqual(m.world, { width: 500, height: 500, speed: 200, min: 10, max: 490, radius: 10 });
+  assert.equal(m.schema, null, 'no schema sent');
+  assert.equal(m.viewSize, null, 'no view_size sent');
+});
+
+test('welcome carries the schema (binary snapshots need it) and view_size', () => {
+  const base = {
+    type: 'welcome', protocol: 1, id: 7, room: 'lobby', tick_rate: 20,
+    world: { width: 3000, height: 3000, speed: 200, min: 10, max: 2990, radius: 10 },
+    schema: { collection: 'players', fields: [{ name: 'color', kind: 'str' }] },
+    view_size: 500,
+  };
+  const m = decodeServerMessage(JSON.stringify(base));
+  assert.deepEqual(m.schema, { collection: 'players', fields: [{ name: 'color', kind: 'str' }] });
+  assert.equal(m.viewSize, 500);
+  for (const [change, reason] of [
+    [(w) => { w.schema.fields[0].kind = 'u8'; }, /welcome\.schema\.fields\[0\]/],
+    [(w) => { w.schema.fields = 'color'; }, /welcome\.schema/],
+    [(w) => { w.view_size = 0; }, /welcome\.view_size/],
+    [(w) => { w.view_size = '500'; }, /welcome\.view_size/],
+  ]) {
+    const w = structuredClone(base);
+    change(w);
+    assert.throws(() => decodeServerMessage(JSON.stringify(w)), (e) => e instanceof ProtocolError && reason.test(e.message), reason.source);
+  }
 });
 
 test('a welcome of another protocol version, or without what prediction needs, is rejected with the reason', () => {
@@ -60,7 +95,7 @@ test('a welcome of another protocol version, or without what prediction needs, i
   delete w.world.radius;
   delete w.room;
   assert.deepEqual(decodeServerMessage(JSON.stringify(w)), {
-    type: 'welcome', id: 7, room: '', tickRate: 20, world: { width: 500, height: 500, speed: 200, min: 10, max: 490, radius: 10 },
+    type: 'welcome', id: 7, room: '', tickRate: 20, world: { width: 500, height: 500, speed: 200, min: 10, max: 490, radius: 10 }, schema: null, viewSize: null,
   });
 });
 
@@ -69,6 +104,9 @@ test('decodes snapshot, pong and error', () => {
   assert.deepEqual(s, { type: 'snapshot', tick: 1234, ack: 55, players: [{ id: 7, x: 120, y: 340, color: '#1a2b3c' }] });
   assert.deepEqual(decodeServerMessage('{"type":"pong","id":3,"server_time":5.0}'), { type: 'pong', id: 3 });
   assert.deepEqual(decodeServerMessage('{"type":"error","code":"room_full","message":"full"}'), { type: 'error', code: 'room_full', message: 'full' });
+  // A game whose schema names its list otherwise.
+  const t = decodeServerMessage('{"type":"snapshot","tick":2,"ack":0,"state":{"things":[{"id":1,"x":1,"y":2}]}}', 'things');
+  assert.deepEqual(t.players, [{ id: 1, x: 1, y: 2, color: '#888' }]);
 });
 
 test('unknown types are tolerated, malformed frames are rejected', () => {

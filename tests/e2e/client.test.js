@@ -84,6 +84,90 @@ test('two pages in the same room see each other with the right ids', async () =>
   await b.close();
 });
 
+/**
+ * Count the frames of `page`'s game socket from now on: binary or text in
+ * each direction, and the `type`s of the text ones.
+ */
+function watchFrames(page) {
+  const seen = { sockets: 0, recvBinary: 0, recvText: 0, sentBinary: 0, sentText: 0, textTypes: new Set() };
+  page.on('websocket', (ws) => {
+    if (!/\/ws(\?|$)/.test(ws.url())) return;
+    seen.sockets += 1;
+    ws.on('framereceived', ({ payload }) => {
+      if (typeof payload === 'string') {
+        seen.recvText += 1;
+        seen.textTypes.add(JSON.parse(payload).type);
+      } else {
+        seen.recvBinary += 1;
+      }
+    });
+    ws.on('framesent', ({ payload }) => {
+      if (typeof payload === 'string') seen.sentText += 1;
+      else seen.sentBinary += 1;
+    });
+  });
+  return seen;
+}
+
+test('the page negotiates playfield.v1.bin: binary snapshots, inputs and pings', async () => {
+  const page = await context.newPage();
+  const frames = watchFrames(page);
+  await page.goto(`${server.url}?room=binary`);
+  await page.waitForFunction(() => window.playfield?.status === 'connected', null, { timeout: 15_000 });
+  assert.equal(await page.evaluate(() => window.playfield.protocol), 'playfield.v1.bin');
+  assert.deepEqual(await page.evaluate(() => window.playfield.offered), ['playfield.v1.bin', 'playfield.v1.json']);
+  await until(async () => (await page.textContent('#stat-proto')) === 'bin', { what: 'overlay protocol' });
+  const id = await page.evaluate(() => window.playfield.id);
+  const start = await until(() => serverPos(page, id), { what: 'own entity' });
+  const key = start.x < 250 ? 'ArrowRight' : 'ArrowLeft';
+  await page.keyboard.down(key);
+  await sleep(400);
+  await page.keyboard.up(key);
+  await until(async () => {
+    const [me, srv] = await page.evaluate(() => [window.playfield.me(), window.playfield.serverPlayers().find((p) => p.id === window.playfield.id)]);
+    return srv.x !== start.x && me.x === srv.x && me.y === srv.y;
+  }, { what: 'moved, and prediction settled exactly on the server position' });
+  await until(() => frames.recvText >= 2, { what: 'a pong' }); // pings go out every 1.5 s
+  assert.equal(frames.sockets, 1);
+  assert.ok(frames.recvBinary >= 10, `binary snapshots (${frames.recvBinary})`);
+  // Text frames on bin: only welcome, pong (and error, none here).
+  assert.deepEqual([...frames.textTypes].sort(), ['pong', 'welcome']);
+  assert.ok(frames.sentBinary >= 5, `binary inputs and pings (${frames.sentBinary})`);
+  assert.equal(frames.sentText, 0, 'nothing sent as JSON');
+  assert.deepEqual(page.__errors ?? [], []);
+  await page.close();
+});
+
+test('?proto=json still plays, on JSON, with players of the binary protocol', async () => {
+  const page = await context.newPage();
+  const frames = watchFrames(page);
+  page.on('pageerror', (err) => { page.__errors = [...(page.__errors || []), err]; });
+  await page.goto(`${server.url}?proto=json&room=mixed`);
+  await page.waitForFunction(() => window.playfield?.status === 'connected', null, { timeout: 15_000 });
+  assert.equal(await page.evaluate(() => window.playfield.protocol), 'playfield.v1.json');
+  assert.deepEqual(await page.evaluate(() => window.playfield.offered), ['playfield.v1.json']);
+  await until(async () => (await page.textContent('#stat-proto')) === 'json', { what: 'overlay protocol' });
+  const other = await openClient(context, server.url, 'mixed'); // binary
+  assert.equal(await other.evaluate(() => window.playfield.protocol), 'playfield.v1.bin');
+  const id = await page.evaluate(() => window.playfield.id);
+  await until(() => serverPos(other, id), { what: 'the JSON player in the binary page' });
+  const start = await serverPos(page, id);
+  const key = start.x < 250 ? 'ArrowRight' : 'ArrowLeft';
+  const m = await displacement(other, id, () => page.keyboard.down(key), () => page.keyboard.up(key), 400);
+  assert.equal(Math.sign(m.dx), key === 'ArrowRight' ? 1 : -1, JSON.stringify(m));
+  assert.ok(Math.abs(m.dx) >= 40, `moved ${m.dx}px`);
+  await until(async () => {
+    const [me, srv] = await page.evaluate(() => [window.playfield.me(), window.playfield.serverPlayers().find((p) => p.id === window.playfield.id)]);
+    return me.x === srv.x && me.y === srv.y;
+  }, { what: 'prediction settled on JSON too' });
+  assert.equal(frames.recvBinary, 0, 'no binary frames on JSON');
+  assert.equal(frames.sentBinary, 0);
+  assert.ok(frames.textTypes.has('snapshot'));
+  assert.deepEqual(page.__errors ?? [], []);
+  await page.close();
+  await other.close();
+});
+
 test('holding an arrow key moves at the server speed (200 px/s) as seen by another page', async () => {
   const mover = await openClient(context, server.url, 'speed');
   const watcher = await openClient(context, server.url, 'speed');
@@ -131,6 +215,8 @@ test('on a 150 ms round trip our dot still moves on the next frame, glides witho
   await page.waitForFunction(() => window.playfield?.status === 'connected', null, { timeout: 15_000 });
   const id = await page.evaluate(() => window.playfield.id);
   const start = await until(() => page.evaluate(() => window.playfield.me()), { what: 'own position' });
+  // The proxied socket does not report the subprotocol; the binary snapshots do.
+  assert.equal(await page.evaluate(() => window.playfield.protocol), 'playfield.v1.bin');
   const key = start.x < 250 ? 'ArrowRight' : 'ArrowLeft';
   const dir = key === 'ArrowRight' ? 1 : -1;
   const rtt = await until(async () => {
@@ -190,14 +276,28 @@ test('on a 150 ms round trip our dot still moves on the next frame, glides witho
   await page.close();
 });
 
-/** Record every input message the page sends from now on (parsed), in `window.__inputs`. */
+/**
+ * Record every input message the page sends from now on (decoded), in
+ * `window.__inputs`: JSON text, or binary (0x01, varint seq, x and y as
+ * f64 little-endian) on playfield.v1.bin.
+ */
 function recordInputs(page) {
   return page.evaluate(() => {
     window.__inputs = [];
     const send = WebSocket.prototype.send;
     WebSocket.prototype.send = function (data) {
-      const m = JSON.parse(data);
-      if (m.type === 'input') window.__inputs.push(m.input);
+      if (typeof data === 'string') {
+        const m = JSON.parse(data);
+        if (m.type === 'input') window.__inputs.push(m.input);
+      } else {
+        const b = data instanceof Uint8Array ? data : new Uint8Array(data);
+        if (b[0] === 0x01) {
+          let i = 1;
+          while (b[i] & 0x80) i++;
+          const v = new DataView(b.buffer, b.byteOffset + i + 1, 16);
+          window.__inputs.push({ x: v.getFloat64(0, true), y: v.getFloat64(8, true) });
+        }
+      }
       return send.call(this, data);
     };
   });
@@ -446,6 +546,7 @@ test('a welcome this page cannot use (missing world.speed, protocol 2) is an Err
       sockets += 1;
       const upstream = ws.connectToServer();
       upstream.onMessage((m) => {
+        if (typeof m !== 'string') return ws.send(m); // binary snapshots pass through
         const o = JSON.parse(m);
         if (o.type === 'welcome') change(o);
         ws.send(JSON.stringify(o));
@@ -459,6 +560,31 @@ test('a welcome this page cannot use (missing world.speed, protocol 2) is an Err
     await until(() => sockets >= 2, { what: 'a retry' });
     await page.close();
   }
+});
+
+test('a binary snapshot that does not decode is an Error with the reason, and the page reconnects', async () => {
+  const page = await context.newPage();
+  let sockets = 0;
+  await page.routeWebSocket(/\/ws(\?.*)?$/, (ws) => {
+    sockets += 1;
+    const n = sockets;
+    let binary = 0;
+    const upstream = ws.connectToServer();
+    upstream.onMessage((m) => {
+      if (typeof m !== 'string') binary += 1;
+      // The first connection's fifth snapshot carries a record with op 7, which does not exist.
+      if (n === 1 && binary === 5) ws.send(Buffer.from([0x01, 0x05, 0x00, 0x00, 7 << 5]));
+      else ws.send(m);
+    });
+  });
+  await page.goto(`${server.url}?room=corrupt`);
+  await page.waitForFunction(() => window.playfield?.status === 'error', null, { timeout: 10_000 });
+  assert.match(await page.textContent('#status-detail'), /Reconnecting in \d+s… · Bad snapshot from the server: unknown record op 7/);
+  await page.waitForFunction(() => window.playfield.status === 'connected', null, { timeout: 15_000 });
+  assert.equal(sockets, 2);
+  assert.deepEqual((await page.evaluate(() => window.playfield.statusHistory)).slice(0, 4), ['connecting', 'connected', 'error', 'connecting']);
+  await until(() => page.evaluate(() => window.playfield.me()), { what: 'playing again' });
+  await page.close();
 });
 
 test('no page errors and nothing fetched from outside', async () => {
