@@ -54,7 +54,7 @@ pub mod op {
     /// The entity is gone (from the game, or from this client's view).
     pub const DESPAWN: u8 = 5;
     /// Starts a new run of records: the next gap counts from id 0 again.
-    /// One byte, `0xC0` (gap bits 0). Messages built from shared per-cell
+    /// One byte, `0xC0` (the encoder sends gap bits 0; decoders ignore them). Messages built from shared per-cell
     /// pieces put one between pieces, since ids only ascend within a run.
     pub const RESET: u8 = 6;
 }
@@ -92,6 +92,7 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
 /// the smallest id the record may have: 0 for the first record, the previous
 /// record's id + 1 after that; the gap is `id - next`.
 fn put_head(out: &mut Vec<u8>, op: u8, next: &mut EntityId, id: EntityId) {
+    debug_assert!(id >= *next, "records must ascend by id within a run");
     let gap = id.saturating_sub(*next);
     *next = id.saturating_add(1);
     if gap < GAP_INLINE {
@@ -519,7 +520,13 @@ impl Replica {
         self.entities.len() == world.len()
             && world.entities().iter().enumerate().all(|(i, e)| {
                 self.entities.get(&e.id).is_some_and(|r| {
-                    r.x == to_units(e.x) && r.y == to_units(e.y) && r.fields == world.fields(i)
+                    r.x == to_units(e.x)
+                        && r.y == to_units(e.y)
+                        && r.fields.len() == world.fields(i).len()
+                        && r.fields
+                            .iter()
+                            .zip(world.fields(i))
+                            .all(|(a, b)| same_value(a, b))
                 })
             })
     }
