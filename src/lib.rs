@@ -8,6 +8,7 @@
 //! See `docs/ARCHITECTURE.md`.
 
 pub mod assets;
+pub mod bots;
 pub mod config;
 pub mod dots;
 pub mod game;

@@ -1,17 +1,41 @@
-//! `playfield`: runs the dot game server. Everything lives in the library;
-//! this only reads settings, binds the port and waits for a signal.
+//! `playfield`: runs the dot game server, or with `playfield bots` the load
+//! generator. Everything lives in the library; this only reads settings,
+//! binds the port and waits for a signal (or hands over to
+//! [`playfield::bots`]).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use playfield::dots::DotGame;
 use playfield::Config;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // The server's own command with its settings at the top level, so that
+    // `playfield [OPTIONS]` runs (and documents) the server exactly as it
+    // always has; tools are subcommands next to it.
+    let mut command = Config::command()
+        .subcommand(playfield::bots::Args::command())
+        .args_conflicts_with_subcommands(true);
+    let matches = command.clone().get_matches();
+    match matches.subcommand() {
+        // The bots build their own single-threaded runtime and print JSON
+        // on stdout, so they get neither the server's runtime nor its logs.
+        // `bots` is the only subcommand.
+        Some((_, sub)) => match playfield::bots::Args::from_arg_matches(sub) {
+            Ok(args) => playfield::bots::main(args),
+            Err(e) => e.format(&mut command).exit(),
+        },
+        None => match Config::from_arg_matches(&matches) {
+            Ok(config) => serve(config),
+            Err(e) => e.format(&mut command).exit(),
+        },
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
     // Logs go through a background writer that drops lines rather than block:
     // a stdout pipe nobody reads must never stall the game.
     let (log_writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -25,11 +49,21 @@ async fn main() -> ExitCode {
         // Colour only on a terminal, so piped logs stay plain text.
         .with_ansi(std::io::stdout().is_terminal())
         .init();
-    let config = Config::parse();
     if let Err(e) = config.validate() {
         eprintln!("playfield: {e}");
         return ExitCode::from(2);
     }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("playfield: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run_server(config))
+}
+
+async fn run_server(config: Config) -> ExitCode {
     let listener = match TcpListener::bind((config.host, config.port)).await {
         Ok(l) => l,
         Err(e) => {
