@@ -112,7 +112,7 @@ fn refusal_slots(max_connections: u32) -> usize {
 }
 
 /// Bytes read from a socket at a time; larger messages take several reads.
-const READ_BUFFER: usize = 4096;
+const READ_BUFFER: usize = 1024;
 
 #[derive(Debug, Deserialize)]
 struct WsParams {
