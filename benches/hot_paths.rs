@@ -167,6 +167,32 @@ fn clone_snapshot(s: &Snapshot) -> Snapshot {
     }
 }
 
+/// What a decoding bot (or test) pays per message: the reference decoder.
+fn decode(c: &mut Criterion) {
+    use playfield::protocol::bin::Replica;
+    let (a, b) = snapshots(1_000, 500.0, 500.0);
+    let kinds = [playfield::replicate::FieldKind::Str];
+    let bytes = |m: Option<axum::extract::ws::Message>| match m {
+        Some(axum::extract::ws::Message::Binary(b)) => b.to_vec(),
+        _ => Vec::new(),
+    };
+    let mut enc = Encoder::new(Protocol::NativeBin);
+    let full = bytes(enc.snapshot(&a, 1));
+    let delta = bytes(enc.snapshot(&b, 1));
+    let mut base = Replica::default();
+    let _ = base.apply(&full, &kinds);
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(1_000));
+    group.bench_function("replica_delta_1000_moving", |bench| {
+        bench.iter_batched(
+            || base.clone(),
+            |mut r| r.apply(&delta, &kinds).map(|h| h.tick),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
 fn views(c: &mut Criterion) {
     let grid = Grid::new(10_000.0, 500.0);
     let mut out = Vec::new();
@@ -180,5 +206,5 @@ fn views(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tick, encode, views);
+criterion_group!(benches, tick, encode, decode, views);
 criterion_main!(benches);

@@ -372,6 +372,15 @@ pub enum Change {
 /// Bit of a change mask that stands for the position.
 pub const POSITION_BIT: u64 = 1;
 
+/// Bit of a change mask that stands for field `k` (0 past the 63rd field,
+/// which a validated schema never has, rather than an overflow).
+pub fn field_bit(k: usize) -> u64 {
+    u32::try_from(k + 1)
+        .ok()
+        .and_then(|s| 1u64.checked_shl(s))
+        .unwrap_or(0)
+}
+
 /// Lists what changed from `prev` to `cur`, in id order: one linear merge of
 /// the two sorted entity lists. Unchanged entities are left out. Positions
 /// are compared on the grid, as the binary protocol sends them.
@@ -388,7 +397,7 @@ pub fn diff(prev: &World, cur: &World, out: &mut Vec<Change>) {
                 }
                 for (k, (pv, cv)) in prev.fields(i).iter().zip(cur.fields(j)).enumerate() {
                     if !pv.same(cv) {
-                        mask |= 1 << (k + 1);
+                        mask |= field_bit(k);
                     }
                 }
                 if mask != 0 {
