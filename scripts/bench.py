@@ -46,10 +46,11 @@ def sizes(var, default):
 
 
 def cpu_seconds(pid):
+    """(user, system) CPU seconds of a process, its threads included."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 (1-based) of the whole line.
-    return (int(fields[11]) + int(fields[12])) / TCK
+    return int(fields[11]) / TCK, int(fields[12]) / TCK
 
 
 def rss_mib(pid):
@@ -122,7 +123,10 @@ def run(name, workload, players, server_cmd, port, bots_cmd, env=None, pinned=Tr
         if lines:
             report.update(json.loads(lines[-1]))
         if c0 is not None and c1 is not None and t1 > t0:
-            report["server_cpu_pct"] = 100 * (c1 - c0) / (t1 - t0)
+            user, system = (100 * (b - a) / (t1 - t0) for a, b in zip(c0, c1))
+            report["server_cpu_pct"] = user + system
+            report["server_user_pct"] = user
+            report["server_sys_pct"] = system
         report["server_rss_mib"] = rss
         if ticks is not None:
             report["tick"] = ticks
@@ -153,7 +157,7 @@ def playfield_bots(port, n, protocol, decode=None):
 
 
 HEADER = ("| workload | server | players | connected | updates/s | gap p50 | gap p99 | latency p50 | latency p99 "
-          "| bytes/update | server CPU % | CPU per 1k updates/s | RSS MiB | KB/player | tick p99 ms |")
+          "| bytes/update | server CPU % (user+sys) | CPU per 1k updates/s | RSS MiB | KB/player | tick p99 ms |")
 
 
 def fmt(v, digits=1):
@@ -179,7 +183,9 @@ def row(r):
     print("| " + " | ".join([
         r["workload"], r["server"], str(r["players"]), str(conn), fmt(ups, 2),
         fmt(r.get("gap_ms_p50")), fmt(r.get("gap_ms_p99")), fmt(r.get("latency_ms_p50")),
-        fmt(r.get("latency_ms_p99")), fmt(bytes_update, 0), fmt(cpu), fmt(per_k, 2), fmt(rss),
+        fmt(r.get("latency_ms_p99")), fmt(bytes_update, 0),
+        f"{fmt(cpu)} ({fmt(r.get('server_user_pct'))}+{fmt(r.get('server_sys_pct'))})" if cpu is not None else "–",
+        fmt(per_k, 2), fmt(rss),
         fmt(kb, 1), fmt(tick.get("p99_ms"), 2) if isinstance(tick, dict) else "–",
     ]) + " |", flush=True)
 

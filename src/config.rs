@@ -66,6 +66,11 @@ pub struct Config {
     #[arg(long, env = "PLAYFIELD_SEND_TIMEOUT", default_value = "5", value_parser = parse_secs)]
     pub send_timeout: Duration,
 
+    /// Worker threads; 0 means one per core this process may run on. With
+    /// one, the server runs on a single-threaded runtime.
+    #[arg(long, env = "PLAYFIELD_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub threads: u32,
+
     /// Side of the square world in px. Larger than `--view-size`, each client
     /// only receives what is around its own dot.
     #[arg(long, env = "PLAYFIELD_WORLD_SIZE", default_value_t = 500.0, value_parser = parse_size)]

@@ -53,7 +53,24 @@ fn serve(config: Config) -> ExitCode {
         eprintln!("playfield: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread (the cores the process may use, e.g. under `taskset`, or
+    // `--threads 1`): a single-threaded runtime, which skips the work-stealing
+    // machinery a one-core server cannot use.
+    let threads = match config.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
+    };
+    let built = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(r) => r,
         Err(e) => {
             eprintln!("playfield: cannot start the runtime: {e}");
