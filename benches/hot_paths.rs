@@ -70,6 +70,7 @@ fn snapshots(n: u64, size: f64, view: f64) -> (Snapshot, Snapshot) {
             prev,
             acks: (1..=n).map(|p| (p, tick as u32)).collect(),
             cache: EncodeCache::default(),
+            published: std::time::Instant::now(),
         }
     };
     let a = publish(1, None);
@@ -164,6 +165,7 @@ fn clone_snapshot(s: &Snapshot) -> Snapshot {
         prev: s.prev.clone(),
         acks: s.acks.clone(),
         cache: EncodeCache::default(),
+        published: s.published,
     }
 }
 

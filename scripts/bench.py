@@ -113,6 +113,8 @@ def run(name, workload, players, server_cmd, port, bots_cmd, env=None, pinned=Tr
                         with urllib.request.urlopen(rooms_url, timeout=5) as r:
                             rooms = json.load(r)["rooms"]
                             ticks = rooms[0]["tick"] if rooms else None
+                            if rooms:
+                                report["fanout"] = rooms[0].get("fanout")
                     except Exception as e:  # report, do not fail the table
                         ticks = {"error": str(e)}
                 break
@@ -157,7 +159,8 @@ def playfield_bots(port, n, protocol, decode=None):
 
 
 HEADER = ("| workload | server | players | connected | updates/s | gap p50 | gap p99 | latency p50 | latency p99 "
-          "| bytes/update | server CPU % (user+sys) | CPU per 1k updates/s | RSS MiB | KB/player | tick p99 ms |")
+          "| bytes/update | server CPU % (user+sys) | CPU per 1k updates/s | RSS MiB | KB/player | tick p99 ms "
+          "| fan-out p50/p99 ms |")
 
 
 def fmt(v, digits=1):
@@ -179,6 +182,7 @@ def row(r):
     rss = r.get("server_rss_mib")
     kb = rss * 1024 / conn if rss and conn else None
     tick = r.get("tick") or {}
+    fan = r.get("fanout") or {}
     bytes_update = r.get("bytes_per_update", r.get("avg_update_bytes"))
     print("| " + " | ".join([
         r["workload"], r["server"], str(r["players"]), str(conn), fmt(ups, 2),
@@ -187,6 +191,7 @@ def row(r):
         f"{fmt(cpu)} ({fmt(r.get('server_user_pct'))}+{fmt(r.get('server_sys_pct'))})" if cpu is not None else "–",
         fmt(per_k, 2), fmt(rss),
         fmt(kb, 1), fmt(tick.get("p99_ms"), 2) if isinstance(tick, dict) else "–",
+        f"{fmt(fan.get('p50_ms'))}/{fmt(fan.get('p99_ms'))}" if fan else "–",
     ]) + " |", flush=True)
 
 

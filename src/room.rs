@@ -99,6 +99,8 @@ pub enum Command<G: Game> {
 pub struct RoomHandle<G: Game> {
     pub commands: mpsc::Sender<Command<G>>,
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Where sessions record their fan-out times.
+    pub timings: Arc<RoomTimings>,
 }
 
 impl<G: Game> Clone for RoomHandle<G> {
@@ -106,6 +108,7 @@ impl<G: Game> Clone for RoomHandle<G> {
         RoomHandle {
             commands: self.commands.clone(),
             snapshots: self.snapshots.clone(),
+            timings: Arc::clone(&self.timings),
         }
     }
 }
@@ -129,44 +132,52 @@ struct Member<I> {
     ack: u32,
 }
 
-/// How long one room's recent ticks took: `GET /rooms` shows it, so tick
-/// cost can be measured on a live server. A tick is the game (inputs, tick,
-/// replicate) plus sorting entities into cells and publishing; encoding for
-/// clients happens in the sessions.
-#[derive(Debug, Default)]
-pub struct TickTimes {
-    inner: Mutex<TickRing>,
+/// Recent durations of one kind in a room, for `GET /rooms`: how long ticks
+/// take, and how long after a tick each client's message reaches its socket
+/// (the fan-out). A tick is the game (inputs, tick, replicate) plus sorting
+/// entities into cells and publishing; encoding happens in the sessions, so
+/// it shows in the fan-out.
+#[derive(Debug)]
+pub struct Timings {
+    inner: Mutex<Ring>,
+    window: usize,
 }
 
 #[derive(Debug, Default)]
-struct TickRing {
-    /// The last [`TICK_WINDOW`] durations in µs.
+struct Ring {
+    /// The last `window` durations in µs.
     us: Vec<u32>,
     next: usize,
-    ticks: u64,
-    overruns: u64,
+    count: u64,
+    over_budget: u64,
 }
 
-/// Ticks the summary covers.
-const TICK_WINDOW: usize = 1024;
-
-/// Tick durations over the last [`TICK_WINDOW`] ticks, in ms.
+/// Durations over the last samples (a window of them), in ms.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
-pub struct TickSummary {
+pub struct TimingSummary {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-    /// Ticks since the room started.
-    pub ticks: u64,
-    /// Ticks that took longer than the tick interval.
-    pub overruns: u64,
+    /// Samples since the room started.
+    pub count: u64,
+    /// Samples longer than the tick interval.
+    pub over_budget: u64,
 }
 
-impl TickTimes {
-    fn record(&self, took: Duration, budget: Duration) {
+impl Timings {
+    /// Keeps the last `window` samples.
+    pub fn new(window: usize) -> Self {
+        Timings {
+            inner: Mutex::new(Ring::default()),
+            window: window.max(1),
+        }
+    }
+
+    /// Records one duration; `budget` is what counts as too long.
+    pub fn record(&self, took: Duration, budget: Duration) {
         let mut r = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
-        if r.us.len() < TICK_WINDOW {
+        if r.us.len() < self.window {
             r.us.push(us);
         } else {
             let i = r.next;
@@ -174,32 +185,53 @@ impl TickTimes {
                 *slot = us;
             }
         }
-        r.next = (r.next + 1) % TICK_WINDOW;
-        r.ticks += 1;
+        r.next = (r.next + 1) % self.window;
+        r.count += 1;
         if took > budget {
-            r.overruns += 1;
+            r.over_budget += 1;
         }
     }
 
-    pub fn summary(&self) -> TickSummary {
+    pub fn summary(&self) -> TimingSummary {
         let r = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut us = r.us.clone();
-        let (ticks, overruns) = (r.ticks, r.overruns);
+        let (count, over_budget) = (r.count, r.over_budget);
         drop(r);
         if us.is_empty() {
-            return TickSummary::default();
+            return TimingSummary::default();
         }
         us.sort_unstable();
         let at = |q: f64| {
             let i = ((us.len() - 1) as f64 * q).round() as usize;
             f64::from(us.get(i).copied().unwrap_or(0)) / 1000.0
         };
-        TickSummary {
+        TimingSummary {
             p50_ms: at(0.5),
             p99_ms: at(0.99),
             max_ms: at(1.0),
-            ticks,
-            overruns,
+            count,
+            over_budget,
+        }
+    }
+}
+
+/// Ticks the tick summary covers.
+const TICK_WINDOW: usize = 1024;
+/// Client messages the fan-out summary covers.
+const FANOUT_WINDOW: usize = 16_384;
+
+/// A room's timings.
+#[derive(Debug)]
+pub struct RoomTimings {
+    pub tick: Timings,
+    pub fanout: Timings,
+}
+
+impl Default for RoomTimings {
+    fn default() -> Self {
+        RoomTimings {
+            tick: Timings::new(TICK_WINDOW),
+            fanout: Timings::new(FANOUT_WINDOW),
         }
     }
 }
@@ -219,7 +251,7 @@ struct Room<G: Game> {
     cells: Arc<CellIndex>,
     /// Whether the game's replication errors were logged already (once per room).
     warned: bool,
-    times: Arc<TickTimes>,
+    times: Arc<RoomTimings>,
     tick_interval: Duration,
 }
 
@@ -289,10 +321,13 @@ impl<G: Game> Room<G> {
             )),
             acks: self.members.iter().map(|(&p, m)| (p, m.ack)).collect(),
             cache: EncodeCache::default(),
+            published: std::time::Instant::now(),
         };
         // `send_replace` stores the snapshot even while no session is subscribed.
         self.snapshots.send_replace(Arc::new(snapshot));
-        self.times.record(started.elapsed(), self.tick_interval);
+        self.times
+            .tick
+            .record(started.elapsed(), self.tick_interval);
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command<G>>, tick_interval: Duration) {
@@ -362,7 +397,7 @@ impl std::fmt::Display for ReserveError {
 struct Entry<G: Game> {
     handle: RoomHandle<G>,
     players: u32,
-    times: Arc<TickTimes>,
+    times: Arc<RoomTimings>,
 }
 
 /// A room's line in `GET /rooms`.
@@ -371,7 +406,10 @@ pub struct RoomSummary {
     pub name: String,
     pub players: u32,
     pub capacity: u32,
-    pub tick: TickSummary,
+    /// How long ticks take.
+    pub tick: TimingSummary,
+    /// How long after its tick each client's snapshot reached its socket.
+    pub fanout: TimingSummary,
 }
 
 /// All rooms of a server, by name.
@@ -426,7 +464,7 @@ impl<G: Game> Rooms<G> {
                 max: self.max_rooms,
             });
         }
-        let times = Arc::new(TickTimes::default());
+        let times = Arc::new(RoomTimings::default());
         let handle = self.spawn(name, Arc::clone(&times));
         rooms.insert(
             name.to_owned(),
@@ -466,14 +504,15 @@ impl<G: Game> Rooms<G> {
                 name: name.clone(),
                 players: e.players,
                 capacity: self.capacity,
-                tick: e.times.summary(),
+                tick: e.times.tick.summary(),
+                fanout: e.times.fanout.summary(),
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }
 
-    fn spawn(&self, name: &str, times: Arc<TickTimes>) -> RoomHandle<G> {
+    fn spawn(&self, name: &str, times: Arc<RoomTimings>) -> RoomHandle<G> {
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let grid = Grid::new(self.config.world_size, self.config.view_size);
         let (snapshots_tx, snapshots_rx) =
@@ -496,13 +535,14 @@ impl<G: Game> Rooms<G> {
             world: Arc::new(World::new(G::SCHEMA)),
             cells: Arc::new(CellIndex::default()),
             warned: false,
-            times,
+            times: Arc::clone(&times),
             tick_interval: self.tick_interval,
         };
         tokio::spawn(room.run(commands_rx, self.tick_interval));
         RoomHandle {
             commands: commands_tx,
             snapshots: snapshots_rx,
+            timings: times,
         }
     }
 }
@@ -531,7 +571,7 @@ mod tests {
             world: Arc::new(World::new(DotGame::SCHEMA)),
             cells: Arc::new(CellIndex::default()),
             warned: false,
-            times: Arc::new(TickTimes::default()),
+            times: Arc::new(RoomTimings::default()),
             tick_interval: Duration::from_millis(50),
         }
     }
@@ -576,8 +616,8 @@ mod tests {
         assert_eq!(snap.tick, 10);
         assert_eq!(snap.world.len(), 1);
         assert_eq!(snap.world.entities()[0].x, 140.0);
-        let t = r.times.summary();
-        assert_eq!(t.ticks, 10);
+        let t = r.times.tick.summary();
+        assert_eq!(t.count, 10);
         assert!(t.p50_ms <= t.p99_ms && t.p99_ms <= t.max_ms);
     }
 

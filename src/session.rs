@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use crate::game::{Game, PlayerId};
 use crate::protocol::encoder::Encoder;
 use crate::protocol::{self, encode, ClientMessage, ErrorCode, Protocol, ProtocolError};
-use crate::room::{validate_room_name, Command, InputQueue, ReserveError, RoomHandle};
+use crate::room::{validate_room_name, Command, InputQueue, ReserveError, RoomHandle, RoomTimings};
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
 
@@ -186,6 +186,7 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
                 player,
                 encoder: Encoder::new(protocol),
                 snapshots: handle.snapshots.clone(),
+                timings: Arc::clone(&handle.timings),
                 inputs: joined.inputs,
                 bad_messages: 0,
                 dropped_inputs: 0,
@@ -291,6 +292,8 @@ struct Live<I> {
     /// Encodes snapshots for this client; holds its delta baseline.
     encoder: Encoder,
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The room's timings, where this session records its fan-out.
+    timings: Arc<RoomTimings>,
     inputs: InputQueue<I>,
     bad_messages: u32,
     dropped_inputs: u64,
@@ -354,7 +357,11 @@ impl<I: Send + 'static> Live<I> {
                     };
                     next.set(next_snapshot(receiver));
                     match self.encoder.snapshot(&snapshot, self.player) {
-                        Some(msg) => self.conn.send(msg).await,
+                        Some(msg) => {
+                            let sent = self.conn.send(msg).await;
+                            self.timings.fanout.record(snapshot.published.elapsed(), config.tick_interval());
+                            sent
+                        }
                         None => Ok(()),
                     }
                 }

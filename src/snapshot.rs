@@ -81,6 +81,8 @@ pub struct Snapshot {
     /// `(player, last applied input seq)`, sorted by player id.
     pub acks: Vec<(PlayerId, u32)>,
     pub cache: EncodeCache,
+    /// When the room published it: sessions measure their fan-out from here.
+    pub published: std::time::Instant,
 }
 
 impl Snapshot {
@@ -95,6 +97,7 @@ impl Snapshot {
             prev: None,
             acks: Vec::new(),
             cache: EncodeCache::default(),
+            published: std::time::Instant::now(),
         }
     }
 

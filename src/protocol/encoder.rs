@@ -254,6 +254,7 @@ mod tests {
                 prev,
                 acks: vec![],
                 cache: EncodeCache::default(),
+                published: std::time::Instant::now(),
             }
         }
     }
