@@ -115,6 +115,7 @@ def run(name, workload, players, server_cmd, port, bots_cmd, env=None, pinned=Tr
                             ticks = rooms[0]["tick"] if rooms else None
                             if rooms:
                                 report["fanout"] = rooms[0].get("fanout")
+                                report["send_gap"] = rooms[0].get("send_gap")
                     except Exception as e:  # report, do not fail the table
                         ticks = {"error": str(e)}
                 break
@@ -160,7 +161,7 @@ def playfield_bots(port, n, protocol, decode=None):
 
 HEADER = ("| workload | server | players | connected | updates/s | gap p50 | gap p99 | latency p50 | latency p99 "
           "| bytes/update | server CPU % (user+sys) | CPU per 1k updates/s | RSS MiB | KB/player | tick p99 ms "
-          "| fan-out p50/p99 ms |")
+          "| fan-out p50/p99 ms | server send gap p99/max ms |")
 
 
 def fmt(v, digits=1):
@@ -183,6 +184,7 @@ def row(r):
     kb = rss * 1024 / conn if rss and conn else None
     tick = r.get("tick") or {}
     fan = r.get("fanout") or {}
+    sg = r.get("send_gap") or {}
     bytes_update = r.get("bytes_per_update", r.get("avg_update_bytes"))
     print("| " + " | ".join([
         r["workload"], r["server"], str(r["players"]), str(conn), fmt(ups, 2),
@@ -192,6 +194,7 @@ def row(r):
         fmt(per_k, 2), fmt(rss),
         fmt(kb, 1), fmt(tick.get("p99_ms"), 2) if isinstance(tick, dict) else "–",
         f"{fmt(fan.get('p50_ms'))}/{fmt(fan.get('p99_ms'))}" if fan else "–",
+        f"{fmt(sg.get('p99_ms'))}/{fmt(sg.get('max_ms'))}" if sg else "–",
     ]) + " |", flush=True)
 
 

@@ -11,6 +11,7 @@ pub mod assets;
 pub mod bots;
 pub mod config;
 pub mod dots;
+pub mod fanout;
 pub mod game;
 pub mod http;
 pub mod interest;

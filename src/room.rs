@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::fanout;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
@@ -98,7 +100,7 @@ pub enum Command<G: Game> {
 /// A session's way into a room.
 pub struct RoomHandle<G: Game> {
     pub commands: mpsc::Sender<Command<G>>,
-    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub snapshots: fanout::Receiver<Arc<Snapshot>>,
     /// Where sessions record their fan-out times.
     pub timings: Arc<RoomTimings>,
 }
@@ -225,6 +227,10 @@ const FANOUT_WINDOW: usize = 16_384;
 pub struct RoomTimings {
     pub tick: Timings,
     pub fanout: Timings,
+    /// Time between a client's snapshots of consecutive ticks, as the server
+    /// sent them: the gap jitter the server itself causes (a client's
+    /// measured gaps add the network's and its own).
+    pub send_gap: Timings,
 }
 
 impl Default for RoomTimings {
@@ -232,6 +238,7 @@ impl Default for RoomTimings {
         RoomTimings {
             tick: Timings::new(TICK_WINDOW),
             fanout: Timings::new(FANOUT_WINDOW),
+            send_gap: Timings::new(FANOUT_WINDOW),
         }
     }
 }
@@ -243,7 +250,7 @@ struct Room<G: Game> {
     config: RoomConfig,
     members: BTreeMap<PlayerId, Member<G::Input>>,
     tick: u64,
-    snapshots: watch::Sender<Arc<Snapshot>>,
+    snapshots: fanout::Sender<Arc<Snapshot>>,
     /// The grid clients' views are made of.
     grid: Grid,
     /// The last published world and its cells: the base of the next delta.
@@ -323,8 +330,8 @@ impl<G: Game> Room<G> {
             cache: EncodeCache::default(),
             published: std::time::Instant::now(),
         };
-        // `send_replace` stores the snapshot even while no session is subscribed.
-        self.snapshots.send_replace(Arc::new(snapshot));
+        // Stored even while no session is waiting; waiters wake in a stable order.
+        self.snapshots.send(Arc::new(snapshot));
         self.times
             .tick
             .record(started.elapsed(), self.tick_interval);
@@ -410,6 +417,8 @@ pub struct RoomSummary {
     pub tick: TimingSummary,
     /// How long after its tick each client's snapshot reached its socket.
     pub fanout: TimingSummary,
+    /// Time between one client's snapshots of consecutive ticks, as sent.
+    pub send_gap: TimingSummary,
 }
 
 /// All rooms of a server, by name.
@@ -506,6 +515,7 @@ impl<G: Game> Rooms<G> {
                 capacity: self.capacity,
                 tick: e.times.tick.summary(),
                 fanout: e.times.fanout.summary(),
+                send_gap: e.times.send_gap.summary(),
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -516,7 +526,7 @@ impl<G: Game> Rooms<G> {
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let grid = Grid::new(self.config.world_size, self.config.view_size);
         let (snapshots_tx, snapshots_rx) =
-            watch::channel(Arc::new(Snapshot::empty(G::SCHEMA, grid)));
+            fanout::channel(Arc::new(Snapshot::empty(G::SCHEMA, grid)));
         let seed = self
             .seeds
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
@@ -554,7 +564,7 @@ mod tests {
 
     fn room() -> Room<DotGame> {
         let grid = Grid::new(500.0, 500.0);
-        let (snapshots, _) = watch::channel(Arc::new(Snapshot::empty(DotGame::SCHEMA, grid)));
+        let (snapshots, _) = fanout::channel(Arc::new(Snapshot::empty(DotGame::SCHEMA, grid)));
         Room {
             name: "t".into(),
             game: DotGame::new(&Settings::with_seed(1)),
@@ -602,14 +612,14 @@ mod tests {
         for tick in 1..=4 {
             r.step(SystemTime::now());
             // While queued inputs remain, the ack is the last one applied.
-            assert_eq!(r.snapshots.borrow().ack(1), tick);
+            assert_eq!(r.snapshots.latest().ack(1), tick);
         }
         for _ in 0..6 {
             r.step(SystemTime::now());
         }
         // Four inputs, four steps, however many were sent.
         assert_eq!(r.game.position(1), Some((140.0, 100.0)));
-        let snap = r.snapshots.borrow().clone();
+        let snap = r.snapshots.latest().clone();
         // The dropped 5..=10 are acknowledged once the queue has drained.
         assert_eq!(snap.ack(1), 10);
         assert_eq!(snap.ack(2), 0);
@@ -626,11 +636,11 @@ mod tests {
         let mut r = room();
         r.join(1);
         r.step(SystemTime::now());
-        let first = r.snapshots.borrow().clone();
+        let first = r.snapshots.latest().clone();
         assert_eq!(first.prev.as_ref().map(|(w, _)| w.len()), Some(0));
         r.join(2);
         r.step(SystemTime::now());
-        let second = r.snapshots.borrow().clone();
+        let second = r.snapshots.latest().clone();
         assert!(Arc::ptr_eq(&second.prev.as_ref().unwrap().0, &first.world));
         assert_eq!(second.world.len(), 2);
     }
@@ -652,7 +662,7 @@ mod tests {
     async fn catches_up_after_short_stalls_and_skips_long_ones() {
         let rooms = registry(4);
         let handle = rooms.reserve("a").unwrap();
-        let tick = || handle.snapshots.borrow().tick;
+        let tick = || handle.snapshots.peek().tick;
         // Let the room start and run its first tick.
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;

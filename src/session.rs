@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::FutureExt;
-use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
+use crate::fanout;
 use crate::game::{Game, PlayerId};
 use crate::protocol::encoder::Encoder;
 use crate::protocol::{self, encode, ClientMessage, ErrorCode, Protocol, ProtocolError};
@@ -187,6 +188,7 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
                 encoder: Encoder::new(protocol),
                 snapshots: handle.snapshots.clone(),
                 timings: Arc::clone(&handle.timings),
+                last_sent: None,
                 inputs: joined.inputs,
                 bad_messages: 0,
                 dropped_inputs: 0,
@@ -276,12 +278,9 @@ impl Connection {
 /// session can wait again (one future per snapshot, not per loop turn).
 /// `None` when the room is gone.
 async fn next_snapshot(
-    mut receiver: watch::Receiver<Arc<Snapshot>>,
-) -> (watch::Receiver<Arc<Snapshot>>, Option<Arc<Snapshot>>) {
-    let snapshot = match receiver.changed().await {
-        Ok(()) => Some(Arc::clone(&receiver.borrow_and_update())),
-        Err(_) => None,
-    };
+    mut receiver: fanout::Receiver<Arc<Snapshot>>,
+) -> (fanout::Receiver<Arc<Snapshot>>, Option<Arc<Snapshot>>) {
+    let snapshot = receiver.changed().await.ok();
     (receiver, snapshot)
 }
 
@@ -291,9 +290,11 @@ struct Live<I> {
     player: PlayerId,
     /// Encodes snapshots for this client; holds its delta baseline.
     encoder: Encoder,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
+    snapshots: fanout::Receiver<Arc<Snapshot>>,
     /// The room's timings, where this session records its fan-out.
     timings: Arc<RoomTimings>,
+    /// The tick and time of the last snapshot sent.
+    last_sent: Option<(u64, std::time::Instant)>,
     inputs: InputQueue<I>,
     bad_messages: u32,
     dropped_inputs: u64,
@@ -316,7 +317,7 @@ impl<I: Send + 'static> Live<I> {
         let shutdown = shared.shutdown.cancelled();
         tokio::pin!(shutdown);
         let mut snapshots = self.snapshots.clone();
-        snapshots.mark_unchanged();
+        snapshots.mark_seen();
         let next = next_snapshot(snapshots);
         tokio::pin!(next);
         loop {
@@ -359,7 +360,16 @@ impl<I: Send + 'static> Live<I> {
                     match self.encoder.snapshot(&snapshot, self.player) {
                         Some(msg) => {
                             let sent = self.conn.send(msg).await;
-                            self.timings.fanout.record(snapshot.published.elapsed(), config.tick_interval());
+                            let now = std::time::Instant::now();
+                            let budget = config.tick_interval();
+                            self.timings.fanout.record(now - snapshot.published, budget);
+                            if let Some((tick, at)) = self.last_sent {
+                                if tick + 1 == snapshot.tick {
+                                    // Over budget: more than 1.5 ticks apart.
+                                    self.timings.send_gap.record(now - at, budget + budget / 2);
+                                }
+                            }
+                            self.last_sent = Some((snapshot.tick, now));
                             sent
                         }
                         None => Ok(()),
