@@ -4,7 +4,7 @@
 //! command channel and push inputs into their own small bounded queue, which
 //! the room drains at most one input per player per tick; that is what makes
 //! flooding useless. After every tick the room has its game write the typed
-//! [`World`] and publishes it as a [`Snapshot`] on a `watch` channel. The room
+//! [`World`] and publishes it as a [`Snapshot`] on its `fanout` channel. The room
 //! never encodes anything and never asks which protocol a client speaks: each
 //! session encodes for its own client (sharing per-tick encodings through the
 //! snapshot's cache). A session picks up the newest snapshot when it is ready,

@@ -6,7 +6,7 @@
 //! an idle deadline. Every send is
 //! bounded by `send_timeout`, so a client that stops reading costs at most that
 //! long before it is dropped, and it never delays the room or anyone else: the
-//! room publishes on a `watch` channel and does not wait for sessions.
+//! room publishes on a latest-value `fanout` channel and does not wait for sessions.
 
 use std::sync::Arc;
 use std::time::Duration;
