@@ -106,35 +106,33 @@ pub async fn connect(url: &str, subprotocol: Option<&str>) -> Ws {
     ws
 }
 
-/// The next text message as JSON (pings and pongs are skipped).
-pub async fn next_json(ws: &mut Ws) -> Value {
+/// The next message that is not a ping or a pong.
+pub async fn next_message(ws: &mut Ws) -> Message {
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
             .await
             .expect("timed out waiting for a message")
             .expect("connection ended")
             .expect("socket error");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a text message, got {other:?}"),
+        if !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
+            return msg;
         }
+    }
+}
+
+/// The next text message as JSON (pings and pongs are skipped).
+pub async fn next_json(ws: &mut Ws) -> Value {
+    match next_message(ws).await {
+        Message::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
+        other => panic!("expected a text message, got {other:?}"),
     }
 }
 
 /// The next binary message (pings and pongs are skipped).
 pub async fn next_binary(ws: &mut Ws) -> Vec<u8> {
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("timed out waiting for a message")
-            .expect("connection ended")
-            .expect("socket error");
-        match msg {
-            Message::Binary(b) => return b.to_vec(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a binary message, got {other:?}"),
-        }
+    match next_message(ws).await {
+        Message::Binary(b) => b.to_vec(),
+        other => panic!("expected a binary message, got {other:?}"),
     }
 }
 
