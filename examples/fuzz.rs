@@ -190,7 +190,7 @@ fn main() -> std::process::ExitCode {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(a.seconds);
     let mut n = 0u64;
-    while n < a.inputs && (n % 4096 != 0 || Instant::now() < deadline) {
+    while n < a.inputs && (!n.is_multiple_of(4096) || Instant::now() < deadline) {
         n += 1;
         let which = rng.random_range(0..6);
         let input: Vec<u8> = match which {
