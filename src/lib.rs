@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod game;
 pub mod http;
 pub mod interest;
+pub mod metrics;
 pub mod protocol;
 pub mod replicate;
 pub mod room;

@@ -1,0 +1,252 @@
+//! What an operator can see: `GET /metrics` in the Prometheus (OpenMetrics)
+//! text format.
+//!
+//! One registry per server (not a process-global recorder), so several
+//! servers in one process, as in the tests, each report their own numbers.
+//! Hot paths hold plain counter handles (an atomic add each); labelled
+//! families are looked up once per session or room, never per message.
+//! Every metric is listed, with what to alert on, in `docs/OPERATIONS.md`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum RefusedReason {
+    server_full,
+    per_ip,
+    origin,
+    room_full,
+    too_many_rooms,
+    invalid_room,
+    bad_subprotocol,
+    unsupported_protocol,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: RefusedReason,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoomLabel {
+    pub room: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    pub protocol: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+/// Every metric of one server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub connections_open: Gauge,
+    pub connections_accepted: Counter,
+    pub connections_refused: Family<ReasonLabel, Counter>,
+    pub rooms: Gauge,
+    pub players: Family<RoomLabel, Gauge>,
+    pub tick_seconds: Histogram,
+    pub ticks_overrun: Counter,
+    pub fanout_seconds: Histogram,
+    pub messages_in: Family<ProtocolLabel, Counter>,
+    pub bytes_in: Family<ProtocolLabel, Counter>,
+    pub messages_out: Family<ProtocolLabel, Counter>,
+    pub bytes_out: Family<ProtocolLabel, Counter>,
+    pub snapshots_skipped: Counter,
+    pub inputs_dropped: Counter,
+    pub protocol_errors: Family<KindLabel, Counter>,
+    pub resumes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("playfield");
+        // 0.1 ms to ~0.4 s: a tick's budget is 4-1000 ms.
+        let tick_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 13));
+        let fanout_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 13));
+        let m = Metrics {
+            connections_open: Gauge::default(),
+            connections_accepted: Counter::default(),
+            connections_refused: Family::default(),
+            rooms: Gauge::default(),
+            players: Family::default(),
+            tick_seconds,
+            ticks_overrun: Counter::default(),
+            fanout_seconds,
+            messages_in: Family::default(),
+            bytes_in: Family::default(),
+            messages_out: Family::default(),
+            bytes_out: Family::default(),
+            snapshots_skipped: Counter::default(),
+            inputs_dropped: Counter::default(),
+            protocol_errors: Family::default(),
+            resumes: Counter::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "connections_open",
+            "WebSocket connections open now",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections_accepted",
+            "WebSocket connections admitted",
+            m.connections_accepted.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections refused, by reason",
+            m.connections_refused.clone(),
+        );
+        r.register("rooms", "Rooms open now", m.rooms.clone());
+        r.register("players", "Players per room", m.players.clone());
+        r.register(
+            "tick_seconds",
+            "Duration of one room tick (inputs, game tick, replication, cells)",
+            m.tick_seconds.clone(),
+        );
+        r.register(
+            "ticks_overrun",
+            "Ticks that took longer than the tick interval",
+            m.ticks_overrun.clone(),
+        );
+        r.register(
+            "fanout_seconds",
+            "Time from a tick's snapshot to its message being written to a client's socket",
+            m.fanout_seconds.clone(),
+        );
+        r.register(
+            "messages_in",
+            "Client messages received",
+            m.messages_in.clone(),
+        );
+        r.register(
+            "bytes_in",
+            "Client message payload bytes received",
+            m.bytes_in.clone(),
+        );
+        r.register(
+            "messages_out",
+            "Messages sent to clients",
+            m.messages_out.clone(),
+        );
+        r.register(
+            "bytes_out",
+            "Message payload bytes sent to clients",
+            m.bytes_out.clone(),
+        );
+        r.register(
+            "snapshots_skipped",
+            "Snapshots a slow client never got (it was sent a newer one)",
+            m.snapshots_skipped.clone(),
+        );
+        r.register(
+            "inputs_dropped",
+            "Inputs dropped because a player's input queue was full",
+            m.inputs_dropped.clone(),
+        );
+        r.register(
+            "protocol_errors",
+            "Refused client messages and protocol violations, by kind",
+            m.protocol_errors.clone(),
+        );
+        r.register(
+            "resumes",
+            "Players who reconnected with a resume token",
+            m.resumes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts a refusal.
+    pub fn refused(&self, reason: RefusedReason) {
+        self.connections_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Counts a refused message or a protocol violation.
+    pub fn protocol_error(&self, kind: &'static str) {
+        self.protocol_errors
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// The counters one session adds to on every message, looked up once.
+    pub fn session_counters(&self, protocol: &'static str) -> SessionCounters {
+        let l = ProtocolLabel { protocol };
+        SessionCounters {
+            messages_in: self.messages_in.get_or_create(&l).clone(),
+            bytes_in: self.bytes_in.get_or_create(&l).clone(),
+            messages_out: self.messages_out.get_or_create(&l).clone(),
+            bytes_out: self.bytes_out.get_or_create(&l).clone(),
+        }
+    }
+}
+
+/// A session's handles on the per-protocol message counters.
+#[derive(Debug, Clone)]
+pub struct SessionCounters {
+    pub messages_in: Counter,
+    pub bytes_in: Counter,
+    pub messages_out: Counter,
+    pub bytes_out: Counter,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_metric_with_its_labels() {
+        let m = Metrics::new();
+        m.refused(RefusedReason::per_ip);
+        m.protocol_error("invalid_json");
+        m.players
+            .get_or_create(&RoomLabel {
+                room: "lobby".into(),
+            })
+            .set(3);
+        m.session_counters("playfield.v1.bin").bytes_out.inc_by(10);
+        m.tick_seconds.observe(0.002);
+        let text = m.render();
+        for needle in [
+            "playfield_connections_refused_total{reason=\"per_ip\"} 1",
+            "playfield_protocol_errors_total{kind=\"invalid_json\"} 1",
+            "playfield_players{room=\"lobby\"} 3",
+            "playfield_bytes_out_total{protocol=\"playfield.v1.bin\"} 10",
+            "playfield_tick_seconds_count 1",
+            "playfield_resumes_total 0",
+        ] {
+            assert!(text.contains(needle), "{needle} missing in\n{text}");
+        }
+    }
+}
