@@ -69,6 +69,10 @@ pub struct Metrics {
     pub inputs_dropped: Counter,
     pub protocol_errors: Family<KindLabel, Counter>,
     pub resumes: Counter,
+    /// Read from `/proc` at each scrape (Linux): memory and file descriptors,
+    /// so leaks show over a soak.
+    resident_memory_bytes: Gauge,
+    open_fds: Gauge,
 }
 
 impl Default for Metrics {
@@ -100,6 +104,8 @@ impl Metrics {
             inputs_dropped: Counter::default(),
             protocol_errors: Family::default(),
             resumes: Counter::default(),
+            resident_memory_bytes: Gauge::default(),
+            open_fds: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -175,11 +181,28 @@ impl Metrics {
             "Players who reconnected with a resume token",
             m.resumes.clone(),
         );
+        r.register(
+            "resident_memory_bytes",
+            "Resident memory of the server process (Linux)",
+            m.resident_memory_bytes.clone(),
+        );
+        r.register(
+            "open_fds",
+            "Open file descriptors of the server process (Linux)",
+            m.open_fds.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        if let Some(rss) = resident_memory_bytes() {
+            self.resident_memory_bytes.set(rss);
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds
+                .set(i64::try_from(dir.count()).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -210,6 +233,19 @@ impl Metrics {
             bytes_out: self.bytes_out.get_or_create(&l).clone(),
         }
     }
+}
+
+/// VmRSS of this process in bytes, from `/proc/self/status`.
+fn resident_memory_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    kb.checked_mul(1024)
 }
 
 /// A session's handles on the per-protocol message counters.
@@ -245,6 +281,8 @@ mod tests {
             "playfield_bytes_out_total{protocol=\"playfield.v1.bin\"} 10",
             "playfield_tick_seconds_count 1",
             "playfield_resumes_total 0",
+            "playfield_open_fds ",
+            "playfield_resident_memory_bytes ",
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }

@@ -76,50 +76,77 @@ enum End {
     Stopped,
     /// The server closed the connection, or it failed.
     Lost,
+    /// Its lifetime is over (`--churn`): it closes and reconnects.
+    Churned,
 }
 
 /// Runs bot `index` until the run stops or its connection ends.
 pub(super) async fn run(shared: Rc<Shared>, index: u32) {
-    let connected = tokio::select! {
-        biased;
-        () = shared.stop.cancelled() => None,
-        r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&shared, index)) => Some(r),
-    };
-    let (mut ws, mut bot) = match connected {
-        Some(Ok(Ok(c))) => c,
-        Some(Ok(Err(e))) => {
-            shared.connect_failed(index, &e);
-            return;
+    let mut first = true;
+    // With `--churn`, a bot leaves after its lifetime and comes back as a new
+    // player, until the run stops.
+    let mut rng = SmallRng::seed_from_u64(shared.seed ^ u64::from(index).wrapping_mul(0x9E37));
+    loop {
+        let connected = tokio::select! {
+            biased;
+            () = shared.stop.cancelled() => None,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&shared, index)) => Some(r),
+        };
+        let (mut ws, mut bot) = match connected {
+            Some(Ok(Ok(c))) => c,
+            Some(Ok(Err(e))) => {
+                shared.connect_failed(index, &e);
+                return;
+            }
+            Some(Err(_)) => {
+                shared.connect_failed(index, "timed out");
+                return;
+            }
+            // Stopped before it could connect: the run gave up waiting for it.
+            None if first => {
+                shared.connect_failed(index, "the run ended first");
+                return;
+            }
+            None => return,
+        };
+        if first {
+            shared.connected.set(shared.connected.get() + 1);
+            first = false;
+        } else {
+            shared.reconnects.set(shared.reconnects.get() + 1);
         }
-        Some(Err(_)) => {
-            shared.connect_failed(index, "timed out");
-            return;
+        shared.open.set(shared.open.get() + 1);
+        let leave_at = shared
+            .lifetime
+            .map(|mean| Instant::now() + mean.mul_f64(rng.random_range(0.5..1.5)));
+        let end = bot.play(&shared, &mut ws, leave_at).await;
+        shared.open.set(shared.open.get().saturating_sub(1));
+        // A bot that left on purpose has no stall to report.
+        if !matches!(end, End::Churned) {
+            bot.finish(&shared);
         }
-        // Stopped before it could connect: the run gave up waiting for it.
-        None => {
-            shared.connect_failed(index, "the run ended first");
-            return;
-        }
-    };
-    shared.connected.set(shared.connected.get() + 1);
-    shared.open.set(shared.open.get() + 1);
-    let end = bot.play(&shared, &mut ws).await;
-    shared.open.set(shared.open.get().saturating_sub(1));
-    bot.finish(&shared);
-    match end {
-        End::Stopped => {
-            // Close cleanly, and wait for the server's close so it sees a
-            // normal leave rather than a reset; bounded by the shutdown deadline.
-            let deadline = shared.shutdown_deadline();
-            let _ = tokio::time::timeout_at(deadline, async {
-                if ws.close(None).await.is_ok() {
-                    while let Some(Ok(_)) = ws.next().await {}
+        match end {
+            End::Stopped | End::Churned => {
+                // Close cleanly, and wait for the server's close so it sees a
+                // normal leave rather than a reset; bounded.
+                let deadline = match end {
+                    End::Stopped => shared.shutdown_deadline(),
+                    _ => Instant::now() + Duration::from_secs(2),
+                };
+                let _ = tokio::time::timeout_at(deadline, async {
+                    if ws.close(None).await.is_ok() {
+                        while let Some(Ok(_)) = ws.next().await {}
+                    }
+                })
+                .await;
+                if matches!(end, End::Stopped) {
+                    return;
                 }
-            })
-            .await;
-        }
-        End::Lost => {
-            shared.stats.borrow_mut().disconnects += 1;
+            }
+            End::Lost => {
+                shared.stats.borrow_mut().disconnects += 1;
+                return;
+            }
         }
     }
 }
@@ -315,9 +342,14 @@ impl Bot {
     }
 
     /// Plays until the run stops or the connection ends.
-    async fn play(&mut self, shared: &Shared, ws: &mut Ws) -> End {
+    async fn play(&mut self, shared: &Shared, ws: &mut Ws, leave_at: Option<Instant>) -> End {
         let cancelled = shared.stop.cancelled();
         tokio::pin!(cancelled);
+        // Far away when there is no churn: one timer, never due.
+        let leave = tokio::time::sleep_until(
+            leave_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
+        );
+        tokio::pin!(leave);
         let send_timer = tokio::time::sleep_until(self.next_send);
         tokio::pin!(send_timer);
         loop {
@@ -326,6 +358,7 @@ impl Bot {
                 // cannot starve reading), then messages.
                 biased;
                 () = &mut cancelled => return End::Stopped,
+                () = &mut leave => return End::Churned,
                 () = &mut send_timer => {
                     let now = Instant::now();
                     let msg = self.next_input(shared, now);

@@ -17,6 +17,7 @@
 //! object, the [`Report`]. Every wait is bounded, so a run always ends.
 
 mod client;
+mod soak;
 mod stats;
 
 use std::cell::{Cell, RefCell};
@@ -112,6 +113,23 @@ pub struct Args {
     /// decoding bots.
     #[arg(long)]
     pub decode_clients: Option<u32>,
+
+    /// Connections closed and reopened per second over all bots (a soak's
+    /// connect/disconnect churn): each bot leaves after a random lifetime
+    /// averaging clients/churn seconds and reconnects as a new player.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_churn)]
+    pub churn: f64,
+
+    /// Measure for this many minutes (a soak) instead of `--duration`.
+    #[arg(long, value_parser = parse_minutes)]
+    pub minutes: Option<f64>,
+
+    /// Every this many seconds, print one JSON line with the server's own
+    /// numbers (from `GET /rooms` and `GET /metrics` on the same host):
+    /// tick overruns, skipped snapshots, memory, open files. Default: every
+    /// 10 s with `--minutes`, never otherwise.
+    #[arg(long, value_parser = parse_duration)]
+    pub report_every: Option<Duration>,
 }
 
 impl Args {
@@ -147,6 +165,26 @@ fn parse_warmup(s: &str) -> Result<Duration, String> {
     parse_secs(s, 0.0)
 }
 
+fn parse_churn(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of reconnects per second"))?;
+    if !(0.0..=100_000.0).contains(&v) {
+        return Err(format!("{v} is out of range: use 0 to 100000 per second"));
+    }
+    Ok(v)
+}
+
+fn parse_minutes(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of minutes"))?;
+    if !(0.05..=1440.0).contains(&v) {
+        return Err(format!("{v} min is out of range: use 0.05 to 1440 minutes"));
+    }
+    Ok(v)
+}
+
 fn parse_rate(s: &str) -> Result<f64, String> {
     let r: f64 = s
         .parse()
@@ -176,6 +214,10 @@ struct Shared {
     connected: Cell<u32>,
     failed: Cell<u32>,
     open: Cell<u32>,
+    /// Average time a bot stays before it leaves and reconnects (`--churn`).
+    lifetime: Option<Duration>,
+    /// Connections closed and reopened by churn.
+    reconnects: Cell<u64>,
     stats: RefCell<Stats>,
 }
 
@@ -264,6 +306,8 @@ pub struct Report {
     pub connect_failures: u64,
     pub decode_errors: u64,
     pub server_errors: u64,
+    /// Connections closed and reopened by `--churn`.
+    pub reconnects: u64,
 }
 
 /// Runs the bots from the command line: a `current_thread` runtime, the JSON
@@ -317,8 +361,17 @@ async fn coordinate(args: Args) -> Report {
         connected: Cell::new(0),
         failed: Cell::new(0),
         open: Cell::new(0),
+        lifetime: (args.churn > 0.0)
+            .then(|| Duration::from_secs_f64(f64::from(args.clients) / args.churn)),
+        reconnects: Cell::new(0),
         stats: RefCell::new(Stats::default()),
     });
+    let duration = args
+        .minutes
+        .map_or(args.duration, |m| Duration::from_secs_f64(m * 60.0));
+    let report_every = args
+        .report_every
+        .or_else(|| args.minutes.map(|_| Duration::from_secs(10)));
     let t0 = Instant::now();
     let mut report = empty_report(&args, shared.decode_clients);
     if let Err(e) = args.url.as_str().into_client_request() {
@@ -371,7 +424,8 @@ async fn coordinate(args: Args) -> Report {
     if shared.connected.get() > 0 {
         tokio::time::sleep(args.warmup).await;
         let start = Instant::now();
-        let end = start + args.duration;
+        let end = start + duration;
+        let mut next_report = report_every.map(|every| start + every);
         shared.window.set(Some((start, end)));
         let cpu0 = cpu_seconds();
         eprintln!("BOTS_WINDOW_START");
@@ -385,11 +439,25 @@ async fn coordinate(args: Args) -> Report {
             eprintln!(
                 "bots: {:.0}/{:.0} s, {} open, {:.1} updates per bot in the last second",
                 (tick - start).as_secs_f64(),
-                args.duration.as_secs_f64(),
+                duration.as_secs_f64(),
                 shared.open.get(),
                 (updates - last_updates) as f64 / f64::from(open)
             );
             last_updates = updates;
+            if let (Some(due), Some(every)) = (next_report, report_every) {
+                if tick >= due {
+                    next_report = Some(due + every);
+                    let server = soak::scrape(&args.url).await;
+                    let line = serde_json::json!({
+                        "t_s": round((tick - start).as_secs_f64(), 1),
+                        "bots_open": shared.open.get(),
+                        "reconnects": shared.reconnects.get(),
+                        "disconnects": shared.stats.borrow().disconnects,
+                        "server": server,
+                    });
+                    println!("{line}");
+                }
+            }
         }
         let cpu1 = cpu_seconds();
         eprintln!("BOTS_WINDOW_END");
@@ -418,6 +486,7 @@ async fn coordinate(args: Args) -> Report {
 
     let st = shared.stats.borrow();
     report.connect_s = round(connect_s, 2);
+    report.reconnects = shared.reconnects.get();
     fill_report(
         &mut report,
         &st,
@@ -470,6 +539,7 @@ fn empty_report(args: &Args, decode_clients: u32) -> Report {
         connect_failures: 0,
         decode_errors: 0,
         server_errors: 0,
+        reconnects: 0,
     }
 }
 
