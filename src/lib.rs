@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod game;
 pub mod http;
 pub mod interest;
+pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod replicate;
@@ -22,6 +23,7 @@ pub mod room;
 pub mod server;
 pub mod session;
 pub mod snapshot;
+pub mod tls;
 
 pub use config::Config;
 pub use game::Game;

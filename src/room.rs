@@ -11,11 +11,14 @@
 //! so a slow reader skips snapshots instead of queueing them and can never
 //! slow the room down.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use futures_util::FutureExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -53,10 +56,15 @@ pub fn validate_room_name(name: &str) -> Result<&str, String> {
     Ok(name)
 }
 
+/// How far above the highest `seq` accepted so far an input's `seq` may be.
+/// Honest clients count up by one per input; a larger jump is refused, so a
+/// single input cannot drag the (monotonic) ack far ahead of the inputs the
+/// client will really send, and pin it there.
+pub const MAX_SEQ_STEP: u32 = 1024;
+
 /// What a session gets back when it joins.
 pub struct Joined<I> {
-    /// Its input queue; `try_send`, and on full drop the input and record it
-    /// with [`InputQueue::dropped`].
+    /// Its input queue: [`InputQueue::push`] each input.
     pub inputs: InputQueue<I>,
     /// The game's world description for `welcome`.
     pub info: serde_json::Value,
@@ -67,23 +75,87 @@ pub struct InputQueue<I> {
     sender: mpsc::Sender<(u32, I)>,
     /// Highest `seq` dropped because the queue was full.
     dropped: Arc<AtomicU32>,
+    /// Highest `seq` accepted (queued or dropped) on this connection.
+    last: u32,
+    /// Client messages dropped unread (by the rate limit) since then: each
+    /// may have been an input, so each lets the next `seq` go one further.
+    unread: u32,
 }
 
+/// What became of an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued; the room applies it in a coming tick.
+    Queued,
+    /// Dropped: the queue was full (the client sends faster than the tick)
+    /// or the room is gone. It is acknowledged all the same.
+    Dropped,
+}
+
+/// An input whose `seq` jumps more than [`MAX_SEQ_STEP`] above the highest
+/// one accepted so far (plus one per message dropped unread since); it was
+/// neither applied nor acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqJump {
+    pub seq: u32,
+    /// The highest `seq` accepted so far (0 before the first input).
+    pub last: u32,
+    /// The largest `seq` that would have been accepted.
+    pub max: u32,
+}
+
+impl std::fmt::Display for SeqJump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid `input` message: seq {} jumps too far ahead; seq counts up by one per input, and may be at most {MAX_SEQ_STEP} above the highest seq so far ({}), so at most {}",
+            self.seq, self.last, self.max
+        )
+    }
+}
+
+impl std::error::Error for SeqJump {}
+
 impl<I> InputQueue<I> {
-    /// Queues one tick of input. Returns false if it was dropped: the queue
-    /// is full (the client sends faster than the tick) or the room is gone.
+    /// Queues one tick of input, or drops it if the queue is full (the
+    /// client sends faster than the tick) or the room is gone. Refuses a
+    /// `seq` more than [`MAX_SEQ_STEP`] above the highest one so far.
     ///
     /// A dropped input is acknowledged once the inputs queued before it are
     /// applied, so a client never waits for an ack that cannot come and
     /// replays a dropped input for ever.
-    pub fn push(&self, seq: u32, input: I) -> bool {
+    pub fn push(&mut self, seq: u32, input: I) -> Result<Pushed, SeqJump> {
+        let max = self
+            .last
+            .saturating_add(MAX_SEQ_STEP)
+            .saturating_add(self.unread);
+        if seq > max {
+            return Err(SeqJump {
+                seq,
+                last: self.last,
+                max,
+            });
+        }
+        self.last = self.last.max(seq);
+        self.unread = 0;
         match self.sender.try_send((seq, input)) {
-            Ok(()) => true,
+            Ok(()) => Ok(Pushed::Queued),
             Err(_) => {
-                self.dropped.fetch_max(seq, Ordering::Relaxed);
-                false
+                // Release: whoever sees this seq also sees every input queued
+                // before it (see `Member::take`).
+                self.dropped.fetch_max(seq, Ordering::Release);
+                Ok(Pushed::Dropped)
             }
         }
+    }
+}
+
+impl<I> InputQueue<I> {
+    /// Records a client message dropped without being read (over the rate
+    /// limit). It may have been an input whose `seq` the client counted, so
+    /// the next `seq` may be one further ahead.
+    pub fn unread(&mut self) {
+        self.unread = self.unread.saturating_add(1);
     }
 }
 
@@ -99,7 +171,10 @@ pub enum Command<G: Game> {
 
 /// A session's way into a room.
 pub struct RoomHandle<G: Game> {
-    pub commands: mpsc::Sender<Command<G>>,
+    /// Unbounded, so that a seat can send its `Leave` from `Drop`. Every
+    /// command belongs to a seat (one `Join` and one `Leave` each), and seats
+    /// are bounded by the room's capacity, so this cannot grow without bound.
+    pub commands: mpsc::UnboundedSender<Command<G>>,
     pub snapshots: fanout::Receiver<Arc<Snapshot>>,
     /// Where sessions record their fan-out times.
     pub timings: Arc<RoomTimings>,
@@ -130,8 +205,41 @@ struct Member<I> {
     inputs: mpsc::Receiver<(u32, I)>,
     /// Shared with the session's [`InputQueue`].
     dropped: Arc<AtomicU32>,
-    /// Every input with `seq <= ack` has been applied or dropped.
+    /// Every input with `seq <= ack` has been applied or dropped. Never
+    /// goes down.
     ack: u32,
+}
+
+impl<I> Member<I> {
+    /// The next queued input, if any, and the ack that goes with it.
+    ///
+    /// The drop mark is read *before* the queue is looked at. Every input
+    /// queued before a drop was queued before that drop's mark was written
+    /// (release/acquire), so if the queue is then empty, all of them have
+    /// been applied and the mark can be acknowledged. Read the other way
+    /// round, the session could refill the queue and drop again between the
+    /// two reads, and the ack would cover inputs that are still queued.
+    fn take(&mut self) -> Option<I> {
+        let dropped = self.dropped.load(Ordering::Acquire);
+        self.take_with(dropped)
+    }
+
+    /// [`Member::take`] with the drop mark read already.
+    fn take_with(&mut self, dropped: u32) -> Option<I> {
+        match self.inputs.try_recv() {
+            Ok((seq, input)) => {
+                // The maximum: a client that sends a smaller seq after a
+                // larger one does not take its ack back.
+                self.ack = self.ack.max(seq);
+                Some(input)
+            }
+            // Queue drained: inputs dropped before we looked are done with too.
+            Err(_) => {
+                self.ack = self.ack.max(dropped);
+                None
+            }
+        }
+    }
 }
 
 /// Recent durations of one kind in a room, for `GET /rooms`: how long ticks
@@ -279,6 +387,8 @@ impl<G: Game> Room<G> {
             inputs: InputQueue {
                 sender: tx,
                 dropped,
+                last: 0,
+                unread: 0,
             },
             info: serde_json::to_value(self.game.info()).unwrap_or_default(),
         }
@@ -293,15 +403,8 @@ impl<G: Game> Room<G> {
     fn step(&mut self, now: SystemTime) {
         let started = std::time::Instant::now();
         for (&player, member) in &mut self.members {
-            match member.inputs.try_recv() {
-                Ok((seq, input)) => {
-                    self.game.input(player, input);
-                    member.ack = seq;
-                }
-                // Queue drained: inputs dropped after it filled are done with too.
-                Err(_) => {
-                    member.ack = member.ack.max(member.dropped.load(Ordering::Relaxed));
-                }
+            if let Some(input) = member.take() {
+                self.game.input(player, input);
             }
         }
         self.game.tick();
@@ -337,7 +440,8 @@ impl<G: Game> Room<G> {
             .record(started.elapsed(), self.tick_interval);
     }
 
-    async fn run(mut self, mut commands: mpsc::Receiver<Command<G>>, tick_interval: Duration) {
+    async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Command<G>>) {
+        let tick_interval = self.tick_interval;
         let mut ticker = tokio::time::interval(tick_interval);
         // After a short stall, run the missed ticks back to back: tick n stays
         // at start + n periods, which clients use as their timeline, and
@@ -353,10 +457,9 @@ impl<G: Game> Room<G> {
                 command = commands.recv() => match command {
                     Some(Command::Join { player, reply }) => {
                         let joined = self.join(player);
-                        if reply.send(joined).is_err() {
-                            // The session gave up while joining.
-                            self.leave(player);
-                        }
+                        // If the session gave up while joining, its seat's
+                        // `Leave` follows this `Join`.
+                        let _ = reply.send(joined);
                     }
                     Some(Command::Leave { player, last }) => {
                         self.leave(player);
@@ -402,6 +505,8 @@ impl std::fmt::Display for ReserveError {
 }
 
 struct Entry<G: Game> {
+    /// Tells this room apart from an earlier or later one of the same name.
+    id: u64,
     handle: RoomHandle<G>,
     players: u32,
     times: Arc<RoomTimings>,
@@ -421,77 +526,26 @@ pub struct RoomSummary {
     pub send_gap: TimingSummary,
 }
 
-/// All rooms of a server, by name.
-///
-/// Player counts are kept here, under one lock, so that "is it full", "create
-/// it" and "was that the last player" are decided atomically; the room task
-/// learns from `Leave { last }` when to stop.
-pub struct Rooms<G: Game> {
+/// The rooms by name, shared by the registry, every [`Seat`] and every room
+/// task (which removes its own entry if its game panics).
+struct Registry<G: Game> {
     rooms: Mutex<HashMap<String, Entry<G>>>,
-    capacity: u32,
-    max_rooms: u32,
-    config: RoomConfig,
-    tick_interval: Duration,
-    /// Feeds each new room's game RNG a different seed.
-    seeds: AtomicU64,
 }
 
-impl<G: Game> Rooms<G> {
-    pub fn new(capacity: u32, max_rooms: u32, config: RoomConfig, tick_interval: Duration) -> Self {
-        let seed = unix_millis(SystemTime::now()) as u64;
-        Rooms {
-            rooms: Mutex::new(HashMap::new()),
-            capacity,
-            max_rooms,
-            config,
-            tick_interval,
-            seeds: AtomicU64::new(seed),
-        }
-    }
-
+impl<G: Game> Registry<G> {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry<G>>> {
-        // The map stays consistent even if a holder panicked: every update is one call.
+        // The map stays consistent even if a holder panicked: every update is
+        // one call that cannot panic halfway.
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts a player into `name`, creating and starting the room if needed.
-    /// Must be called within a tokio runtime.
-    pub fn reserve(&self, name: &str) -> Result<RoomHandle<G>, ReserveError> {
+    /// Counts a player out of room `id`; true if it was the last one (the
+    /// room is then forgotten, and stops once it processes that player's
+    /// `Leave`). A room that is gone already (its game panicked) is left
+    /// alone, and so is a newer room of the same name.
+    fn release(&self, name: &str, id: u64) -> bool {
         let mut rooms = self.lock();
-        if let Some(entry) = rooms.get_mut(name) {
-            if entry.players >= self.capacity {
-                return Err(ReserveError::RoomFull {
-                    room: name.to_owned(),
-                    capacity: self.capacity,
-                });
-            }
-            entry.players += 1;
-            return Ok(entry.handle.clone());
-        }
-        if rooms.len() >= self.max_rooms as usize {
-            return Err(ReserveError::TooManyRooms {
-                max: self.max_rooms,
-            });
-        }
-        let times = Arc::new(RoomTimings::default());
-        let handle = self.spawn(name, Arc::clone(&times));
-        rooms.insert(
-            name.to_owned(),
-            Entry {
-                handle: handle.clone(),
-                players: 1,
-                times,
-            },
-        );
-        info!(room = name, "room created");
-        Ok(handle)
-    }
-
-    /// Counts a player out of `name`; true if it was the last one (the room
-    /// is then forgotten, and stops once it processes that player's `Leave`).
-    pub fn release(&self, name: &str) -> bool {
-        let mut rooms = self.lock();
-        let Some(entry) = rooms.get_mut(name) else {
+        let Some(entry) = rooms.get_mut(name).filter(|e| e.id == id) else {
             return false;
         };
         entry.players = entry.players.saturating_sub(1);
@@ -504,9 +558,152 @@ impl<G: Game> Rooms<G> {
         }
     }
 
+    /// Forgets room `id` at once, whoever is still in it. Returns how many
+    /// players it had.
+    fn forget(&self, name: &str, id: u64) -> Option<u32> {
+        let mut rooms = self.lock();
+        if rooms.get(name).is_some_and(|e| e.id == id) {
+            rooms.remove(name).map(|e| e.players)
+        } else {
+            None
+        }
+    }
+}
+
+/// One player's place in a room, from [`Rooms::reserve`] until it is dropped.
+///
+/// Dropping it (however the session ends: return, error or panic) counts
+/// the player out of the registry and, once [`Seat::join`] was called,
+/// tells the room the player left. Nothing has to remember to do it by hand,
+/// so a session that panics cannot leak a seat.
+pub struct Seat<G: Game> {
+    registry: Arc<Registry<G>>,
+    room: String,
+    id: u64,
+    handle: RoomHandle<G>,
+    player: Option<PlayerId>,
+}
+
+impl<G: Game> Seat<G> {
+    /// The room's channels.
+    pub fn handle(&self) -> &RoomHandle<G> {
+        &self.handle
+    }
+
+    /// The room's name.
+    pub fn room(&self) -> &str {
+        &self.room
+    }
+
+    /// Adds `player` to the room's game. From here on, dropping the seat
+    /// also removes the player from the game. `None` if the room stopped
+    /// (its game panicked).
+    pub async fn join(&mut self, player: PlayerId) -> Option<Joined<G::Input>> {
+        self.player = Some(player);
+        let (reply, joined) = oneshot::channel();
+        self.handle
+            .commands
+            .send(Command::Join { player, reply })
+            .ok()?;
+        joined.await.ok()
+    }
+}
+
+impl<G: Game> Drop for Seat<G> {
+    fn drop(&mut self) {
+        let last = self.registry.release(&self.room, self.id);
+        if let Some(player) = self.player {
+            // If the room is gone there is nothing to leave.
+            let _ = self.handle.commands.send(Command::Leave { player, last });
+        }
+    }
+}
+
+/// All rooms of a server, by name.
+///
+/// Player counts are kept here, under one lock, so that "is it full", "create
+/// it" and "was that the last player" are decided atomically; the room task
+/// learns from `Leave { last }` when to stop.
+pub struct Rooms<G: Game> {
+    registry: Arc<Registry<G>>,
+    capacity: u32,
+    max_rooms: u32,
+    config: RoomConfig,
+    tick_interval: Duration,
+    /// Feeds each new room's game RNG a different seed.
+    seeds: AtomicU64,
+    /// Tells rooms of the same name apart.
+    next_id: AtomicU64,
+}
+
+impl<G: Game> Rooms<G> {
+    pub fn new(capacity: u32, max_rooms: u32, config: RoomConfig, tick_interval: Duration) -> Self {
+        let seed = unix_millis(SystemTime::now()) as u64;
+        Rooms {
+            registry: Arc::new(Registry {
+                rooms: Mutex::new(HashMap::new()),
+            }),
+            capacity,
+            max_rooms,
+            config,
+            tick_interval,
+            seeds: AtomicU64::new(seed),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Counts a player into `name`, creating and starting the room if
+    /// needed; the player is counted out when the [`Seat`] is dropped.
+    /// Must be called within a tokio runtime.
+    pub fn reserve(&self, name: &str) -> Result<Seat<G>, ReserveError> {
+        let mut rooms = self.registry.lock();
+        if let Some(entry) = rooms.get_mut(name) {
+            if entry.players >= self.capacity {
+                return Err(ReserveError::RoomFull {
+                    room: name.to_owned(),
+                    capacity: self.capacity,
+                });
+            }
+            entry.players += 1;
+            return Ok(Seat {
+                registry: Arc::clone(&self.registry),
+                room: name.to_owned(),
+                id: entry.id,
+                handle: entry.handle.clone(),
+                player: None,
+            });
+        }
+        if rooms.len() >= self.max_rooms as usize {
+            return Err(ReserveError::TooManyRooms {
+                max: self.max_rooms,
+            });
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let times = Arc::new(RoomTimings::default());
+        let handle = self.spawn(name, id, Arc::clone(&times));
+        rooms.insert(
+            name.to_owned(),
+            Entry {
+                id,
+                handle: handle.clone(),
+                players: 1,
+                times,
+            },
+        );
+        info!(room = name, "room created");
+        Ok(Seat {
+            registry: Arc::clone(&self.registry),
+            room: name.to_owned(),
+            id,
+            handle,
+            player: None,
+        })
+    }
+
     /// Every room with its player count, sorted by name.
     pub fn summaries(&self) -> Vec<RoomSummary> {
         let mut list: Vec<RoomSummary> = self
+            .registry
             .lock()
             .iter()
             .map(|(name, e)| RoomSummary {
@@ -522,38 +719,107 @@ impl<G: Game> Rooms<G> {
         list
     }
 
-    fn spawn(&self, name: &str, times: Arc<RoomTimings>) -> RoomHandle<G> {
-        let (commands_tx, commands_rx) = mpsc::channel(256);
+    fn spawn(&self, name: &str, id: u64, times: Arc<RoomTimings>) -> RoomHandle<G> {
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let grid = Grid::new(self.config.world_size, self.config.view_size);
         let (snapshots_tx, snapshots_rx) =
             fanout::channel(Arc::new(Snapshot::empty(G::SCHEMA, grid)));
         let seed = self
             .seeds
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-        let room = Room {
+        let parts = RoomParts {
             name: name.to_owned(),
-            game: G::new(&Settings {
+            id,
+            settings: Settings {
                 seed,
                 tick_rate: self.config.tick_rate,
                 world_size: self.config.world_size,
-            }),
+            },
             config: self.config.clone(),
-            members: BTreeMap::new(),
-            tick: 0,
             snapshots: snapshots_tx,
             grid,
-            world: Arc::new(World::new(G::SCHEMA)),
-            cells: Arc::new(CellIndex::default()),
-            warned: false,
             times: Arc::clone(&times),
             tick_interval: self.tick_interval,
         };
-        tokio::spawn(room.run(commands_rx, self.tick_interval));
+        tokio::spawn(supervise(parts, commands_rx, Arc::clone(&self.registry)));
         RoomHandle {
             commands: commands_tx,
             snapshots: snapshots_rx,
             timings: times,
         }
+    }
+}
+
+/// Everything a room task starts with, except its game.
+struct RoomParts {
+    name: String,
+    id: u64,
+    settings: Settings,
+    config: RoomConfig,
+    snapshots: fanout::Sender<Arc<Snapshot>>,
+    grid: Grid,
+    times: Arc<RoomTimings>,
+    tick_interval: Duration,
+}
+
+/// Runs a room, and contains a panic of its game.
+///
+/// A game that panics (in `new`, `join`, `input`, `tick`, `replicate`, ...)
+/// leaves its state in no known condition, so the room is not resumed: the
+/// panic is logged through `tracing` with the room's name, the room is
+/// removed from the registry, and only then is it dropped. Dropping it
+/// closes its snapshot channel, and its sessions close their clients with
+/// 1011; a client that reconnects gets a fresh room of the same name.
+async fn supervise<G: Game>(
+    parts: RoomParts,
+    commands: mpsc::UnboundedReceiver<Command<G>>,
+    registry: Arc<Registry<G>>,
+) {
+    let (name, id) = (parts.name.clone(), parts.id);
+    let failed = |ticks: u64, panic: Box<dyn Any + Send>| {
+        let players = registry.forget(&name, id).unwrap_or(0);
+        error!(
+            room = %name,
+            players,
+            ticks,
+            panic = %panic_message(&*panic),
+            "the game panicked; room removed, its players are disconnected (close 1011)"
+        );
+    };
+    let settings = parts.settings;
+    let game = match std::panic::catch_unwind(AssertUnwindSafe(|| G::new(&settings))) {
+        Ok(game) => game,
+        Err(panic) => return failed(0, panic),
+    };
+    let mut room = Room {
+        name: parts.name,
+        game,
+        config: parts.config,
+        members: BTreeMap::new(),
+        tick: 0,
+        snapshots: parts.snapshots,
+        grid: parts.grid,
+        world: Arc::new(World::new(G::SCHEMA)),
+        cells: Arc::new(CellIndex::default()),
+        warned: false,
+        times: parts.times,
+        tick_interval: parts.tick_interval,
+    };
+    let outcome = AssertUnwindSafe(room.run(commands)).catch_unwind().await;
+    if let Err(panic) = outcome {
+        failed(room.tick, panic);
+    }
+    // `room` is dropped here, after the registry forgot it.
+}
+
+/// The text of a panic, for the log.
+pub fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "(a panic without a message)"
     }
 }
 
@@ -600,11 +866,11 @@ mod tests {
     #[test]
     fn one_input_per_tick_and_overflow_dropped() {
         let mut r = room();
-        let joined = r.join(1);
+        let mut joined = r.join(1);
         r.game.place(1, 100.0, 100.0);
         let mut accepted = 0;
         for seq in 1..=10 {
-            if joined.inputs.push(seq, DotInput::steer(1.0, 0.0)) {
+            if joined.inputs.push(seq, DotInput::steer(1.0, 0.0)) == Ok(Pushed::Queued) {
                 accepted += 1;
             }
         }
@@ -661,8 +927,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn catches_up_after_short_stalls_and_skips_long_ones() {
         let rooms = registry(4);
-        let handle = rooms.reserve("a").unwrap();
-        let tick = || handle.snapshots.peek().tick;
+        let seat = rooms.reserve("a").unwrap();
+        let tick = || seat.handle().snapshots.peek().tick;
         // Let the room start and run its first tick.
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;
@@ -685,21 +951,270 @@ mod tests {
     #[tokio::test]
     async fn registry_counts_capacity_and_removal() {
         let rooms = registry(2);
-        rooms.reserve("a").unwrap();
-        rooms.reserve("a").unwrap();
+        let a1 = rooms.reserve("a").unwrap();
+        let a2 = rooms.reserve("a").unwrap();
         assert!(matches!(
             rooms.reserve("a"),
             Err(ReserveError::RoomFull { .. })
         ));
-        rooms.reserve("b").unwrap();
+        let _b = rooms.reserve("b").unwrap();
         assert_eq!(
             rooms.reserve("c").err(),
             Some(ReserveError::TooManyRooms { max: 2 })
         );
         assert_eq!(rooms.summaries().len(), 2);
-        assert!(!rooms.release("a"));
-        assert!(rooms.release("a"));
+        drop(a1);
+        assert_eq!(rooms.summaries()[0].players, 1);
+        drop(a2);
+        assert_eq!(rooms.summaries().len(), 1);
         assert_eq!(rooms.summaries()[0].name, "b");
-        assert!(!rooms.release("zzz"));
+    }
+
+    /// A seat is given back by its guard, also when its holder panics.
+    #[tokio::test]
+    async fn a_seat_is_released_when_its_holder_panics() {
+        let rooms = registry(1);
+        let unwound = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let _seat = rooms.reserve("a").unwrap();
+            panic!("a session bug");
+        }));
+        assert!(unwound.is_err());
+        assert!(rooms.summaries().is_empty(), "the seat leaked");
+        // Capacity 1: the seat is free again.
+        let _seat = rooms.reserve("a").unwrap();
+    }
+
+    /// Applies one input per tick; the input is its own seq, so a test can
+    /// tell which were applied. Panics on input 13.
+    struct Probe {
+        applied: Vec<u32>,
+    }
+
+    static PROBE_SCHEMA: crate::replicate::Schema = crate::replicate::Schema {
+        collection: "probes",
+        fields: &[],
+    };
+
+    impl Game for Probe {
+        type Input = u32;
+        type Info = ();
+        const SCHEMA: &'static crate::replicate::Schema = &PROBE_SCHEMA;
+        fn new(_: &Settings) -> Self {
+            Probe {
+                applied: Vec::new(),
+            }
+        }
+        fn join(&mut self, _: PlayerId) {}
+        fn leave(&mut self, _: PlayerId) {}
+        fn input(&mut self, _: PlayerId, input: u32) {
+            assert_ne!(input, 13, "the probe game fails on input 13");
+            self.applied.push(input);
+        }
+        fn tick(&mut self) {}
+        fn replicate(&self, _: &mut World) {}
+        fn info(&self) {}
+    }
+
+    fn probe_room(input_buffer: usize) -> Room<Probe> {
+        let grid = Grid::new(500.0, 500.0);
+        let (snapshots, _) = fanout::channel(Arc::new(Snapshot::empty(Probe::SCHEMA, grid)));
+        Room {
+            name: "p".into(),
+            game: Probe::new(&Settings::with_seed(1)),
+            config: RoomConfig {
+                tick_rate: 20,
+                input_buffer,
+                world_size: 500.0,
+                view_size: 500.0,
+            },
+            members: BTreeMap::new(),
+            tick: 0,
+            snapshots,
+            grid,
+            world: Arc::new(World::new(Probe::SCHEMA)),
+            cells: Arc::new(CellIndex::default()),
+            warned: false,
+            times: Arc::new(RoomTimings::default()),
+            tick_interval: Duration::from_millis(50),
+        }
+    }
+
+    fn ack(r: &Room<Probe>) -> u32 {
+        r.snapshots.latest().ack(1)
+    }
+
+    /// The ack is the highest seq done with, not the last one applied: a
+    /// smaller seq after a larger one does not take it back.
+    #[test]
+    fn acks_never_go_backwards() {
+        let mut r = probe_room(4);
+        let mut q = r.join(1).inputs;
+        q.push(10, 10).unwrap();
+        r.step(SystemTime::now());
+        assert_eq!(ack(&r), 10);
+        q.push(5, 5).unwrap();
+        r.step(SystemTime::now());
+        assert_eq!(r.game.applied, [10, 5], "applied all the same");
+        assert_eq!(ack(&r), 10, "the ack went backwards");
+        r.step(SystemTime::now());
+        assert_eq!(ack(&r), 10);
+    }
+
+    /// One input with seq u32::MAX, sent while the queue is full, used to
+    /// pin the ack at u32::MAX for ever. It is refused now, and the ack
+    /// follows the inputs that are really sent.
+    #[test]
+    fn a_seq_that_jumps_too_far_is_refused() {
+        let mut r = probe_room(4);
+        let mut q = r.join(1).inputs;
+        for seq in 1..=4 {
+            assert_eq!(q.push(seq, seq), Ok(Pushed::Queued));
+        }
+        assert_eq!(q.push(5, 5), Ok(Pushed::Dropped));
+        let e = q.push(u32::MAX, 0).unwrap_err();
+        assert_eq!(
+            e,
+            SeqJump {
+                seq: u32::MAX,
+                last: 5,
+                max: 5 + MAX_SEQ_STEP
+            }
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("4294967295") && text.contains("1029"),
+            "{text}"
+        );
+        for _ in 0..6 {
+            r.step(SystemTime::now());
+        }
+        assert_eq!(ack(&r), 5, "the refused seq is never acknowledged");
+        assert_eq!(r.game.applied, [1, 2, 3, 4]);
+        // The bound moves with the highest seq accepted: exactly at it is fine.
+        assert_eq!(q.push(5 + MAX_SEQ_STEP, 6), Ok(Pushed::Queued));
+        assert!(q.push(5 + 2 * MAX_SEQ_STEP + 1, 7).is_err());
+        r.step(SystemTime::now());
+        assert_eq!(ack(&r), 5 + MAX_SEQ_STEP);
+        // Messages the rate limit dropped unread may have been inputs: each
+        // lets the next seq go one further (once).
+        let last = 5 + MAX_SEQ_STEP;
+        for _ in 0..500 {
+            q.unread();
+        }
+        assert!(q.push(last + MAX_SEQ_STEP + 501, 8).is_err());
+        assert!(q.push(last + MAX_SEQ_STEP + 500, 8).is_ok());
+        assert!(q.push(last + 2 * MAX_SEQ_STEP + 501, 9).is_err(), "used up");
+        // Near the top of the range the bound saturates instead of overflowing.
+        let mut q2 = probe_room(4).join(1).inputs;
+        q2.last = u32::MAX - 3;
+        assert!(q2.push(u32::MAX, 0).is_ok());
+    }
+
+    /// Drops are acknowledged only once every input queued before them was
+    /// applied, wherever the session refills the queue during `take`. The
+    /// drop mark is read before the queue: a refill between the two reads
+    /// then shows up in the queue (applied first), a refill after them in
+    /// the next tick. (Read the other way round, as before, a refill between
+    /// finding the queue empty and reading the mark acknowledged 6 with 4
+    /// and 5 still queued; that window, a few instructions wide, no longer
+    /// exists, so these are the only two places a refill can land.)
+    #[test]
+    fn a_refill_during_take_is_never_acknowledged_early() {
+        let mut r = probe_room(2);
+        let mut q = r.join(1).inputs;
+        let refill = |q: &mut InputQueue<u32>| {
+            assert_eq!(q.push(4, 4), Ok(Pushed::Queued));
+            assert_eq!(q.push(5, 5), Ok(Pushed::Queued));
+            assert_eq!(q.push(6, 6), Ok(Pushed::Dropped));
+        };
+        // Either way, start from: 1 and 2 applied, 3 dropped, queue empty.
+        let start = |r: &mut Room<Probe>, q: &mut InputQueue<u32>| {
+            for seq in 1..=3 {
+                q.push(seq, seq).unwrap();
+            }
+            let m = r.members.get_mut(&1).unwrap();
+            assert_eq!(m.take(), Some(1));
+            assert_eq!(m.take(), Some(2));
+        };
+        start(&mut r, &mut q);
+        // The refill lands after the mark was read, before the queue is:
+        let m = r.members.get_mut(&1).unwrap();
+        let mark = m.dropped.load(Ordering::Acquire);
+        refill(&mut q);
+        let m = r.members.get_mut(&1).unwrap();
+        assert_eq!(m.take_with(mark), Some(4));
+        assert_eq!(m.ack, 4);
+
+        let mut r = probe_room(2);
+        let mut q = r.join(1).inputs;
+        start(&mut r, &mut q);
+        // The refill lands after both reads:
+        let m = r.members.get_mut(&1).unwrap();
+        assert_eq!(m.take(), None);
+        assert_eq!(m.ack, 3, "3 was dropped after 1 and 2, which are applied");
+        refill(&mut q);
+        let m = r.members.get_mut(&1).unwrap();
+        assert_eq!(m.ack, 3, "not 6: 4 and 5 are queued");
+        assert_eq!((m.take(), m.ack), (Some(4), 4));
+        assert_eq!((m.take(), m.ack), (Some(5), 5));
+        assert_eq!((m.take(), m.ack), (None, 6));
+    }
+
+    /// A game that panics: logged, its room removed from the registry, its
+    /// sessions' snapshot channel closed (they close with 1011). Its old
+    /// seats, dropped later, do not touch a new room of the same name.
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_game_is_removed_and_its_seats_go_quietly() {
+        let rooms: Rooms<Probe> = Rooms::new(
+            4,
+            4,
+            RoomConfig {
+                tick_rate: 20,
+                input_buffer: 4,
+                world_size: 500.0,
+                view_size: 500.0,
+            },
+            Duration::from_millis(50),
+        );
+        let mut doomed = rooms.reserve("a").unwrap();
+        let mut other = rooms.reserve("a").unwrap();
+        let mut late = rooms.reserve("a").unwrap();
+        let mut snapshots = doomed.handle().snapshots.clone();
+        let mut q = doomed.join(1).await.unwrap().inputs;
+        let _q2 = other.join(2).await.unwrap().inputs;
+        q.push(1, 13).unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            while snapshots.changed().await.is_ok() {}
+        })
+        .await;
+        assert!(closed.is_ok(), "the dead room's channel never closed");
+        assert!(
+            rooms.summaries().is_empty(),
+            "the dead room is still listed"
+        );
+        // A seat taken before the panic cannot join any more: `None`, not a hang.
+        assert!(late.join(3).await.is_none());
+        // Joining the same name gets a fresh room, which the old seats'
+        // guards leave alone.
+        let fresh = rooms.reserve("a").unwrap();
+        drop((doomed, other, late));
+        let list = rooms.summaries();
+        assert_eq!((list.len(), list[0].players), (1, 1));
+        let mut fresh_snapshots = fresh.handle().snapshots.clone();
+        assert!(
+            fresh_snapshots.changed().await.is_ok(),
+            "the fresh room ticks"
+        );
+    }
+
+    #[test]
+    fn panic_messages() {
+        let p = std::panic::catch_unwind(|| panic!("plain")).unwrap_err();
+        assert_eq!(panic_message(&*p), "plain");
+        let n = 3;
+        let p = std::panic::catch_unwind(|| panic!("formatted {n}")).unwrap_err();
+        assert_eq!(panic_message(&*p), "formatted 3");
+        let p = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert_eq!(panic_message(&*p), "(a panic without a message)");
     }
 }

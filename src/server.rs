@@ -1,43 +1,44 @@
-//! The HTTP front: one port for the browser client, the WebSocket endpoint
-//! and a JSON room list, plus graceful shutdown.
+//! The HTTP front: one port for the browser client, the WebSocket endpoint,
+//! a JSON room list and health probes, plus graceful shutdown.
 
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tower_http::compression::CompressionLayer;
+use tracing::{debug, info, warn};
 
 use crate::assets;
 use crate::config::Config;
 use crate::game::{Game, PlayerId};
-use crate::protocol::Protocol;
+use crate::http::{self, Connection, WebSocketSeat};
+use crate::limits::{ConnectionLimits, Refusal};
+use crate::protocol::{self, encode, ErrorCode, Protocol, ProtocolError};
 use crate::room::{RoomConfig, Rooms};
-use crate::session::{self, Admission, Seat};
+use crate::session::{self, close_code, Admission, Seat};
 
 /// State shared by every connection of one server.
 pub struct Shared<G: Game> {
     pub config: Config,
     pub rooms: Rooms<G>,
-    /// One permit per open WebSocket: the connection limit.
-    pub connections: Arc<Semaphore>,
-    /// Over-limit clients being told so on their socket. Bounded too, so a
-    /// flood of refused clients cannot cost more than a few tasks; past it
-    /// they get a plain HTTP 503.
-    pub refusals: Arc<Semaphore>,
+    /// Every connection's place under `--max-connections` and
+    /// `--max-connections-per-ip`, and the refusal slots.
+    pub limits: Arc<ConnectionLimits>,
     /// Cancelled once on shutdown; every session watches it.
     pub shutdown: CancellationToken,
     /// Every session task, so shutdown can wait for their close handshakes.
@@ -60,8 +61,7 @@ impl<G: Game> Shared<G> {
             config.tick_interval(),
         );
         Shared {
-            connections: Arc::new(Semaphore::new(config.max_connections as usize)),
-            refusals: Arc::new(Semaphore::new(refusal_slots(config.max_connections))),
+            limits: ConnectionLimits::from_config(&config),
             rooms,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -94,21 +94,21 @@ impl<G: Game> Shared<G> {
     }
 }
 
-/// The application: routes and their handlers.
+/// The application: routes, their handlers, and the layers every response
+/// goes through (security headers, compression, the limits' refusals).
 pub fn router<G: Game>(shared: Arc<Shared<G>>) -> Router {
     Router::new()
-        .route("/", get(root::<G>))
-        .route("/ws", get(websocket::<G>))
+        // CONNECT: WebSockets over HTTP/2 (RFC 8441).
+        .route("/", get(root::<G>).connect(websocket::<G>))
+        .route("/ws", get(websocket::<G>).connect(websocket::<G>))
         .route("/rooms", get(rooms::<G>))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz::<G>))
         .fallback(assets::serve)
-        .with_state(shared)
-}
-
-/// Refusals that may be in flight at once: a sixteenth of the connection
-/// limit, at least 16.
-fn refusal_slots(max_connections: u32) -> usize {
-    (max_connections as usize / 16).max(16)
+        .with_state(Arc::clone(&shared))
+        .layer(CompressionLayer::new())
+        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(shared, front_policy::<G>))
 }
 
 /// Bytes read from a socket at a time; larger messages take several reads.
@@ -122,30 +122,61 @@ struct WsParams {
 /// `GET /`: the browser client, or a WebSocket when the request asks to
 /// upgrade (the seed client connects to the bare root).
 async fn root<G: Game>(
-    state: State<Arc<Shared<G>>>,
+    State(shared): State<Arc<Shared<G>>>,
+    connection: Option<Extension<Connection>>,
+    headers: HeaderMap,
     params: Result<Query<WsParams>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match ws {
-        Ok(ws) => upgrade(state, params, ws),
-        Err(_) => assets::index(),
+        Ok(ws) => upgrade(
+            shared,
+            connection.map(|Extension(c)| c),
+            &headers,
+            params,
+            ws,
+        ),
+        Err(_) => assets::index(&headers),
     }
 }
 
-/// `GET /ws`: WebSocket only.
+/// `GET /ws` (and `CONNECT` on HTTP/2): WebSocket only.
 async fn websocket<G: Game>(
-    state: State<Arc<Shared<G>>>,
+    State(shared): State<Arc<Shared<G>>>,
+    connection: Option<Extension<Connection>>,
+    headers: HeaderMap,
     params: Result<Query<WsParams>, QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    upgrade(state, params, ws)
+    upgrade(
+        shared,
+        connection.map(|Extension(c)| c),
+        &headers,
+        params,
+        ws,
+    )
 }
 
 fn upgrade<G: Game>(
-    State(shared): State<Arc<Shared<G>>>,
+    shared: Arc<Shared<G>>,
+    connection: Option<Connection>,
+    headers: &HeaderMap,
     params: Result<Query<WsParams>, QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if shared.shutdown.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server is shutting down; reconnect in a moment\n",
+        )
+            .into_response();
+    }
+    // Browsers always send `Origin` on a WebSocket; bots and servers need not.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        if !shared.config.allowed_origins.allows(origin.as_bytes()) {
+            return origin_refused(origin);
+        }
+    }
     // A malformed query (e.g. `?room=a&room=b`) is reported on the socket
     // with a close reason, which a browser can show; an HTTP 400 it cannot.
     let room = params
@@ -164,20 +195,39 @@ fn upgrade<G: Game>(
         None => ws,
     };
     let limit = shared.config.max_message_bytes as usize;
-    // A refusal is sent on the socket (close 1013 with a reason a browser can
-    // show) while refusal slots last; past them, a plain 503 costs nothing.
-    let seat = match shared.connections.clone().try_acquire_owned() {
-        Ok(permit) => Seat::Admitted(permit),
-        Err(_) => match shared.refusals.clone().try_acquire_owned() {
-            Ok(permit) => Seat::Refused(permit),
-            Err(_) => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    session::server_full_reason(shared.config.max_connections),
-                )
-                    .into_response()
-            }
-        },
+    // Over a limit, the client is still upgraded to be told why (close 1013
+    // with a reason a browser can show) while refusal slots last; past
+    // them, a plain 503 costs nothing.
+    let seat = match &connection {
+        Some(connection) => connection.websocket_seat(),
+        None => http::websocket_seat_without_connection(&shared.limits),
+    };
+    let (seat, hold) = match seat {
+        WebSocketSeat::Admitted { permit, hold } => (Seat::Admitted(permit), hold),
+        WebSocketSeat::Refused {
+            why: Refusal::ServerFull { .. },
+            slot,
+            hold,
+        } => (Seat::Refused(slot), hold),
+        WebSocketSeat::Refused { why, slot, hold } => {
+            // The session only knows how to say "server full".
+            let send_timeout = shared.config.send_timeout;
+            let tracker = shared.tracker.clone();
+            debug!("refused a connection: {why}");
+            return ws
+                .max_message_size(limit)
+                .max_frame_size(limit)
+                .read_buffer_size(READ_BUFFER)
+                .on_upgrade(move |socket| {
+                    tracker.track_future(async move {
+                        let _held = (slot, hold);
+                        refuse_on_socket(socket, why.to_string(), send_timeout).await;
+                    })
+                });
+        }
+        WebSocketSeat::Rejected(why) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+        }
     };
     let admission = Admission {
         protocol,
@@ -192,25 +242,186 @@ fn upgrade<G: Game>(
         // the hottest thing in a profile and 128 KiB of RSS per connection.
         // Client messages are small (the limit is 4 KiB by default).
         .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| tracker.track_future(session::run(socket, shared, admission)))
+        .on_upgrade(move |socket| {
+            tracker.track_future(async move {
+                // The per-address count, and an HTTP/2 connection's place,
+                // last as long as the session.
+                let _hold = hold;
+                session::run(socket, shared, admission).await;
+            })
+        })
+}
+
+/// HTTP 403 for a WebSocket from an origin not in `--allowed-origins`.
+fn origin_refused(origin: &HeaderValue) -> Response {
+    let origin = String::from_utf8_lossy(origin.as_bytes());
+    let shown = protocol::truncate(&origin, 100);
+    debug!("refused a WebSocket from origin `{shown}`");
+    (
+        StatusCode::FORBIDDEN,
+        format!(
+            "WebSocket connections from origin `{shown}` are not allowed on this server. \
+             To allow them, add `{shown}` to --allowed-origins (PLAYFIELD_ALLOWED_ORIGINS), \
+             a comma-separated list of exact origins such as `https://game.example,http://localhost:8765` \
+             (`null` allows pages opened from a file).\n"
+        ),
+    )
+        .into_response()
+}
+
+/// Tells a WebSocket client over a limit why (an `error`, then close 1013),
+/// bounded in time like a session's own refusals.
+async fn refuse_on_socket(mut socket: WebSocket, reason: String, send_timeout: Duration) {
+    let error = encode::error(&ProtocolError {
+        code: ErrorCode::ServerFull,
+        message: reason.clone(),
+    });
+    let close = CloseFrame {
+        code: close_code::TRY_AGAIN_LATER,
+        reason: Utf8Bytes::from(protocol::truncate(&reason, 123)),
+    };
+    let _ = tokio::time::timeout(send_timeout + Duration::from_secs(1), async {
+        socket.send(Message::Text(error.into())).await?;
+        socket.send(Message::Close(Some(close))).await?;
+        // Wait for the client's close, so it surely reads ours.
+        while let Some(Ok(msg)) = socket.recv().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+        Ok::<(), axum::Error>(())
+    })
+    .await;
 }
 
 /// `GET /rooms`: rooms with player counts and capacity.
 async fn rooms<G: Game>(State(shared): State<Arc<Shared<G>>>) -> Json<serde_json::Value> {
-    let open = (shared.config.max_connections as usize)
-        .saturating_sub(shared.connections.available_permits());
     Json(serde_json::json!({
         "rooms": shared.rooms.summaries(),
         "players": shared.players(),
-        "connections": open,
+        "connections": shared.limits.open(),
         "max_connections": shared.config.max_connections,
     }))
 }
 
-/// Serves `G` on `listener` until `shutdown` completes, then stops accepting,
-/// closes every client with 1001 and exits within `shutdown_grace`, whatever
-/// the clients do (a half-sent HTTP request or a client that never answers
-/// the close cannot hold the process).
+/// `GET /readyz`: 200 while the server accepts players, 503 once it is
+/// shutting down (for a load balancer to stop sending it players).
+async fn readyz<G: Game>(State(shared): State<Arc<Shared<G>>>) -> Response {
+    if shared.shutdown.is_cancelled() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: the server is shutting down",
+        )
+            .into_response()
+    } else {
+        "ready".into_response()
+    }
+}
+
+/// Requests on a connection that is over a limit get HTTP 503 with the
+/// reason, except probes (a full server is still alive) and WebSockets
+/// (which are told on their socket). On HTTP/1.1, a refused connection and
+/// every connection while shutting down close after their response.
+async fn front_policy<G: Game>(
+    State(shared): State<Arc<Shared<G>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let http1 = request.version() <= Version::HTTP_11;
+    let refused = request
+        .extensions()
+        .get::<Connection>()
+        .and_then(Connection::refusal);
+    let mut response = match &refused {
+        Some(why) if !is_probe(request.uri().path()) && !wants_websocket(&request) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+        }
+        _ => next.run(request).await,
+    };
+    let closing = refused.is_some() || shared.shutdown.is_cancelled();
+    if http1 && closing && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz")
+}
+
+fn wants_websocket(request: &Request) -> bool {
+    request.method() == Method::CONNECT
+        || request
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// The headers a security review expects on every page: a
+/// Content-Security-Policy that allows only this server (and its
+/// WebSocket), `nosniff`, and no referrer.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    let csp = content_security_policy(host);
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return response;
+    }
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// The client has no inline script or style and loads everything from this
+/// server; it talks to the server's own WebSocket. `'self'` covers `ws:` and
+/// `wss:` on the same host in current browsers (CSP 3); older ones (Safari
+/// before 16) need the host spelled out, which is taken from the request's
+/// `Host` when it is a plain `host[:port]`.
+pub fn content_security_policy(host: Option<&str>) -> HeaderValue {
+    const REST: &str =
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'self'; object-src 'none'";
+    let connect = match host.filter(|h| is_plain_authority(h)) {
+        Some(h) => format!("'self' ws://{h} wss://{h}"),
+        None => "'self'".to_owned(),
+    };
+    HeaderValue::from_str(&format!(
+        "default-src 'self'; connect-src {connect}; {REST}"
+    ))
+    .unwrap_or_else(|_| {
+        HeaderValue::from_static(
+            "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'; object-src 'none'",
+        )
+    })
+}
+
+/// `host[:port]` made of the characters a host name, an IPv4 or a bracketed
+/// IPv6 address and a port use: nothing that could end a CSP source.
+fn is_plain_authority(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && !s.starts_with(':')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+/// Serves `G` on `listener` until `shutdown` completes; then refuses new
+/// players (`/readyz` answers 503), closes every client with 1001 and exits
+/// within `shutdown_grace`, whatever the clients do (a half-sent HTTP request
+/// or a client that never answers the close cannot hold the process).
 pub async fn run<G: Game>(
     config: Config,
     listener: TcpListener,
@@ -225,6 +436,8 @@ pub async fn run<G: Game>(
             format!("the game's schema: {e}"),
         )
     })?;
+    let tls = crate::tls::acceptor(&config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let grace = config.shutdown_grace;
     let shared = Arc::new(Shared::<G>::new(config));
     let token = shared.shutdown.clone();
@@ -232,36 +445,58 @@ pub async fn run<G: Game>(
         shutdown.await;
         token.cancel();
     });
-    let header_timeout = shared.config.header_timeout;
-    let accepting = crate::http::accept_until(
+    let front = http::Front {
+        header_timeout: shared.config.header_timeout,
+        tls,
+        limits: Arc::clone(&shared.limits),
+    };
+    let closed = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let accepting = http::serve(
         listener,
-        router(shared.clone()),
-        header_timeout,
+        router(Arc::clone(&shared)),
+        front,
         shared.shutdown.clone(),
+        closed.clone(),
+        connections.clone(),
     );
-    let open_http = accepting.await;
-    // One deadline for everything: sessions start closing at the signal, in
-    // parallel with the HTTP drain.
-    let deadline = tokio::time::Instant::now() + grace;
-    info!(
-        sessions = shared.tracker.len(),
-        "stopped accepting; closing clients with 1001"
-    );
-    if tokio::time::timeout_at(deadline, open_http.shutdown())
-        .await
-        .is_err()
-    {
-        warn!("HTTP connections still open after {grace:?}; dropping them");
-    }
-    shared.tracker.close();
-    if tokio::time::timeout_at(deadline, shared.tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            remaining = shared.tracker.len(),
-            "some clients did not close within {grace:?}; exiting anyway"
+    let drained = async {
+        shared.shutdown.cancelled().await;
+        // One deadline for everything: sessions start closing at the
+        // signal, in parallel with the HTTP drain. The listener stays open
+        // meanwhile, so probes see `/readyz` answer 503.
+        let deadline = tokio::time::Instant::now() + grace;
+        info!(
+            sessions = shared.tracker.len(),
+            "shutting down: closing clients with 1001, refusing new players"
         );
+        connections.close();
+        shared.tracker.close();
+        if tokio::time::timeout_at(deadline, connections.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = connections.len(),
+                "HTTP connections still open after {grace:?}; dropping them"
+            );
+        }
+        if tokio::time::timeout_at(deadline, shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = shared.tracker.len(),
+                "some clients did not close within {grace:?}; exiting anyway"
+            );
+        }
+    };
+    tokio::select! {
+        () = accepting => {}
+        () = drained => {}
     }
+    // Stops accepting (the listener is dropped with the accept loop) and
+    // drops every HTTP connection still open.
+    closed.cancel();
     Ok(())
 }

@@ -2,32 +2,44 @@
 //!
 //! A session joins its room, then loops over four things at once: snapshots
 //! the room publishes (encoded for this client and sent as they come, newest
-//! only), messages from the client (decoded and passed on), a ping timer, and
-//! an idle deadline. Every send is
+//! only), messages from the client (rate-limited, decoded and passed on), a
+//! ping timer, and an idle deadline. Every send is
 //! bounded by `send_timeout`, so a client that stops reading costs at most that
 //! long before it is dropped, and it never delays the room or anyone else: the
 //! room publishes on a latest-value `fanout` channel and does not wait for sessions.
+//!
+//! The session's seat in its room and its place in the server's player count
+//! are drop guards ([`Seat`](crate::room::Seat), [`PlayerCount`]): however a
+//! session ends, a panic included, both are given back.
 
+mod rate;
+
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::FutureExt;
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::fanout;
 use crate::game::{Game, PlayerId};
 use crate::protocol::encoder::Encoder;
 use crate::protocol::{self, encode, ClientMessage, ErrorCode, Protocol, ProtocolError};
-use crate::room::{validate_room_name, Command, InputQueue, ReserveError, RoomHandle, RoomTimings};
+use crate::room::{
+    panic_message, validate_room_name, InputQueue, Pushed, ReserveError, RoomTimings,
+};
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
+
+pub use rate::{RateLimit, Verdict, EXCESS_GAP, EXCESS_LIMIT};
 
 /// WebSocket close codes we use (RFC 6455 §7.4.1).
 pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
     pub const UNSUPPORTED_DATA: u16 = 1003;
     pub const INVALID_PAYLOAD: u16 = 1007;
     pub const POLICY: u16 = 1008;
@@ -39,6 +51,76 @@ pub mod close_code {
 /// Bad messages logged at `warn` per connection; the rest go to `debug`, so
 /// a client spamming garbage cannot flood the log.
 const LOUD_BAD_MESSAGES: u32 = 3;
+
+/// Client messages handled in a row before the snapshot, ping and idle
+/// branches of the session loop are looked at again (see `Live::serve`).
+const CLIENT_TURNS: u32 = 32;
+
+/// A connection's count of bad messages. It saturates: a client cannot
+/// wrap it around (and get logged at `warn` again) by sending 2^32 of them.
+#[derive(Debug, Default)]
+struct BadMessages(u32);
+
+/// How loudly to log a bad message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loudness {
+    /// One of the first few: `warn`. `last` on the last of them.
+    Warn { last: bool },
+    /// The rest: `debug`.
+    Debug,
+}
+
+impl BadMessages {
+    /// Counts one bad message.
+    fn count(&mut self) -> Loudness {
+        self.0 = self.0.saturating_add(1);
+        if self.0 <= LOUD_BAD_MESSAGES {
+            Loudness::Warn {
+                last: self.0 == LOUD_BAD_MESSAGES,
+            }
+        } else {
+            Loudness::Debug
+        }
+    }
+}
+
+/// One player in the server's total (`GET /rooms`), for as long as this
+/// lives: dropping it, on any path out of a session, counts the player out.
+pub struct PlayerCount<G: Game> {
+    shared: Arc<Shared<G>>,
+    counted: bool,
+}
+
+impl<G: Game> PlayerCount<G> {
+    /// Counts a player in; returns the guard and the new total.
+    pub fn join(shared: &Arc<Shared<G>>) -> (Self, usize) {
+        let total = shared.player_joined();
+        let count = PlayerCount {
+            shared: Arc::clone(shared),
+            counted: true,
+        };
+        (count, total)
+    }
+
+    /// Counts the player out now; returns the new total.
+    pub fn leave(mut self) -> usize {
+        self.counted = false;
+        self.shared.player_left()
+    }
+}
+
+impl<G: Game> Drop for PlayerCount<G> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.shared.player_left();
+        }
+    }
+}
+
+/// The close reason when a room stops under its players (its game panicked).
+fn room_failed_reason(room: &str) -> String {
+    format!("room `{room}` stopped after an internal error; reconnect to join a fresh room")
+}
 
 /// Why a session ended, for the disconnect log line.
 #[derive(Debug)]
@@ -84,7 +166,24 @@ pub fn server_full_reason(max_connections: u32) -> String {
 }
 
 /// Runs one connection from upgrade to close.
+///
+/// A panic in the session (a bug: nothing a client sends should cause one)
+/// is caught and logged here. The seat and the player count have been
+/// given back by their guards during the unwinding, and the socket is
+/// dropped without a close frame.
 pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: Admission) {
+    if let Err(panic) = AssertUnwindSafe(connect(socket, shared, admission))
+        .catch_unwind()
+        .await
+    {
+        error!(
+            panic = %panic_message(&*panic),
+            "a session panicked (a bug); its seat and player count were given back and its socket dropped"
+        );
+    }
+}
+
+async fn connect<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: Admission) {
     let protocol = admission.protocol;
     let mut conn = Connection {
         socket,
@@ -127,8 +226,9 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
             .await;
         return;
     }
-    let handle = match shared.rooms.reserve(&room) {
-        Ok(handle) => handle,
+    // Given back when dropped, on every path out of this function.
+    let mut seat = match shared.rooms.reserve(&room) {
+        Ok(seat) => seat,
         Err(why) => {
             debug!("refused a connection: {why}");
             let code = match why {
@@ -141,25 +241,14 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
         }
     };
     let player = shared.next_player_id();
-    let (reply, joined) = oneshot::channel();
-    let join = Command::Join { player, reply };
-    let joined = match handle.commands.send(join).await {
-        Ok(()) => joined.await.ok(),
-        Err(_) => None,
-    };
-    let Some(joined) = joined else {
-        // The room stopped under us; it cannot happen while we hold a
-        // reservation, but a refusal is better than a panic if it does.
-        shared.rooms.release(&room);
-        conn.close(
-            close_code::INTERNAL,
-            "room closed unexpectedly; reconnect".into(),
-        )
-        .await;
+    let Some(joined) = seat.join(player).await else {
+        // The room stopped under us: its game panicked.
+        conn.close(close_code::INTERNAL, room_failed_reason(&room))
+            .await;
         return;
     };
 
-    let total = shared.player_joined();
+    let (count, total) = PlayerCount::join(&shared);
     info!(
         player,
         room = %room,
@@ -182,36 +271,38 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
     };
     let end = match conn.send(Message::Text(welcome.into())).await {
         Ok(()) => {
+            let handle = seat.handle();
             let mut live = Live {
                 conn,
                 player,
+                room: room.clone(),
                 encoder: Encoder::new(protocol),
                 snapshots: handle.snapshots.clone(),
                 timings: Arc::clone(&handle.timings),
                 last_sent: None,
                 inputs: joined.inputs,
-                bad_messages: 0,
+                bad_messages: BadMessages::default(),
                 dropped_inputs: 0,
+                limit: RateLimit::new(
+                    shared.config.message_rate(),
+                    shared.config.message_burst,
+                    Instant::now(),
+                ),
             };
             live.serve(&shared).await
         }
         Err(end) => end,
     };
 
-    let last = shared.rooms.release(&room);
-    leave(&handle, player, last).await;
-    let total = shared.player_left();
+    // Out of the room (and, if last, the room stops), then out of the count.
+    drop(seat);
+    let total = count.leave();
     info!(
         player,
         room = %room,
         reason = %end,
         "Player {player} disconnected. Total players: {total}"
     );
-}
-
-async fn leave<G: Game>(handle: &RoomHandle<G>, player: PlayerId, last: bool) {
-    // If the room is gone there is nothing to leave.
-    let _ = handle.commands.send(Command::Leave { player, last }).await;
 }
 
 /// The socket with its protocol and send policy.
@@ -259,17 +350,14 @@ impl Connection {
     }
 
     /// Tells the client why it cannot play (an `error` message, then a close).
-    async fn refuse(&mut self, code: ErrorCode, close: u16, message: String) {
+    async fn refuse(&mut self, code: ErrorCode, close: u16, message: String) -> End {
         let err = ProtocolError {
             code,
             message: message.clone(),
         };
-        if self
-            .send(Message::Text(encode::error(&err).into()))
-            .await
-            .is_ok()
-        {
-            self.close(close, message).await;
+        match self.send(Message::Text(encode::error(&err).into())).await {
+            Ok(()) => self.close(close, message).await,
+            Err(end) => end,
         }
     }
 }
@@ -288,6 +376,7 @@ async fn next_snapshot(
 struct Live<I> {
     conn: Connection,
     player: PlayerId,
+    room: String,
     /// Encodes snapshots for this client; holds its delta baseline.
     encoder: Encoder,
     snapshots: fanout::Receiver<Arc<Snapshot>>,
@@ -296,8 +385,10 @@ struct Live<I> {
     /// The tick and time of the last snapshot sent.
     last_sent: Option<(u64, std::time::Instant)>,
     inputs: InputQueue<I>,
-    bad_messages: u32,
+    bad_messages: BadMessages,
     dropped_inputs: u64,
+    /// The client's message rate.
+    limit: RateLimit,
 }
 
 impl<I: Send + 'static> Live<I> {
@@ -320,6 +411,18 @@ impl<I: Send + 'static> Live<I> {
         snapshots.mark_seen();
         let next = next_snapshot(snapshots);
         tokio::pin!(next);
+        // The select below is biased and reads the client before anything
+        // else, and valid inputs cause no writes: a client that floods them
+        // and never reads would otherwise keep the `incoming` branch ready
+        // for ever, and the snapshot, ping and idle branches (the ones that
+        // notice it stopped reading) would only get a turn when tokio's
+        // cooperative budget happened to make the read return `Pending`.
+        // Instead, after `CLIENT_TURNS` client messages in a row the read is
+        // left out for one turn and the other branches are polled; the last
+        // branch, ready at once, ends that turn if none of them is ready. So
+        // the idle deadline and the send timeout hold whatever the client
+        // sends (and the rate limit closes a sustained flood anyway).
+        let mut turns = CLIENT_TURNS;
         loop {
             let result = tokio::select! {
                 biased;
@@ -329,32 +432,47 @@ impl<I: Send + 'static> Live<I> {
                         other => other,
                     };
                 }
-                incoming = self.conn.socket.recv() => match incoming {
-                    None | Some(Ok(Message::Close(_))) => return End::ClientClosed,
-                    Some(Ok(Message::Pong(_))) => {
-                        idle.as_mut().reset(Instant::now() + config.idle_timeout);
-                        Ok(())
+                incoming = self.conn.socket.recv(), if turns > 0 => {
+                    turns -= 1;
+                    let msg = match incoming {
+                        None | Some(Ok(Message::Close(_))) => return End::ClientClosed,
+                        Some(Err(e)) => return self.on_socket_error(e, config.max_message_bytes).await,
+                        Some(Ok(msg)) => msg,
+                    };
+                    match self.limit.check(Instant::now()) {
+                        Verdict::Accept => match msg {
+                            Message::Pong(_) => {
+                                idle.as_mut().reset(Instant::now() + config.idle_timeout);
+                                Ok(())
+                            }
+                            Message::Ping(_) => Ok(()), // answered by the WebSocket layer
+                            Message::Text(text) => {
+                                let decoded = protocol::decode::<G>(self.conn.protocol, text.as_str());
+                                self.on_message(decoded).await
+                            }
+                            Message::Binary(bytes) if self.conn.protocol.accepts_binary() => {
+                                let decoded = protocol::decode_binary::<G>(&bytes);
+                                self.on_message(decoded).await
+                            }
+                            Message::Binary(_) => {
+                                return self.conn.close(
+                                    close_code::UNSUPPORTED_DATA,
+                                    format!("binary frames are not accepted by protocol {}; send JSON text frames (or connect with `{}`)", self.conn.protocol.name(), protocol::NATIVE_BIN_V1),
+                                ).await;
+                            }
+                            Message::Close(_) => return End::ClientClosed,
+                        },
+                        Verdict::Drop { first } => {
+                            self.inputs.unread();
+                            self.over_rate(first, config).await
+                        }
+                        Verdict::Close => return self.flooded(config).await,
                     }
-                    Some(Ok(Message::Ping(_))) => Ok(()), // answered by the WebSocket layer
-                    Some(Ok(Message::Text(text))) => {
-                        let decoded = protocol::decode::<G>(self.conn.protocol, text.as_str());
-                        self.on_message(decoded).await
-                    }
-                    Some(Ok(Message::Binary(bytes))) if self.conn.protocol.accepts_binary() => {
-                        let decoded = protocol::decode_binary::<G>(&bytes);
-                        self.on_message(decoded).await
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        return self.conn.close(
-                            close_code::UNSUPPORTED_DATA,
-                            format!("binary frames are not accepted by protocol {}; send JSON text frames (or connect with `{}`)", self.conn.protocol.name(), protocol::NATIVE_BIN_V1),
-                        ).await;
-                    }
-                    Some(Err(e)) => return self.on_socket_error(e, config.max_message_bytes).await,
                 },
                 (receiver, snapshot) = &mut next => {
+                    turns = CLIENT_TURNS;
                     let Some(snapshot) = snapshot else {
-                        return self.conn.close(close_code::INTERNAL, "room closed unexpectedly; reconnect".into()).await;
+                        return self.conn.close(close_code::INTERNAL, room_failed_reason(&self.room)).await;
                     };
                     next.set(next_snapshot(receiver));
                     match self.encoder.snapshot(&snapshot, self.player) {
@@ -375,13 +493,21 @@ impl<I: Send + 'static> Live<I> {
                         None => Ok(()),
                     }
                 }
-                _ = ping.tick() => self.conn.send(Message::Ping(Default::default())).await,
+                _ = ping.tick() => {
+                    turns = CLIENT_TURNS;
+                    self.conn.send(Message::Ping(Default::default())).await
+                }
                 _ = &mut idle => {
                     let secs = config.idle_timeout.as_secs_f64();
                     return self.conn.close(
                         close_code::GOING_AWAY,
                         format!("idle timeout: no pong for {secs} s; answer WebSocket pings to stay connected"),
                     ).await;
+                }
+                // Only after `CLIENT_TURNS` client messages in a row; see above.
+                () = std::future::ready(()), if turns == 0 => {
+                    turns = CLIENT_TURNS;
+                    Ok(())
                 }
             };
             if let Err(end) = result {
@@ -390,16 +516,58 @@ impl<I: Send + 'static> Live<I> {
         }
     }
 
+    /// A message dropped by the rate limit; the client is told once per
+    /// period of excess, not per message.
+    async fn over_rate(&mut self, first: bool, config: &crate::Config) -> Result<(), End> {
+        if !first {
+            return Ok(());
+        }
+        let rate = config.message_rate();
+        let burst = config.message_burst;
+        let secs = EXCESS_LIMIT.as_secs();
+        debug!(
+            player = self.player,
+            "over the message rate; dropping messages"
+        );
+        let err = ProtocolError {
+            code: ErrorCode::RateLimited,
+            message: format!(
+                "too many messages: at most {rate} per second (bursts of {burst}); the excess is dropped, and a client that keeps it up for {secs} s is disconnected"
+            ),
+        };
+        self.conn
+            .send(Message::Text(encode::error(&err).into()))
+            .await
+    }
+
+    /// Closes a client that stayed over its message rate.
+    async fn flooded(&mut self, config: &crate::Config) -> End {
+        let rate = config.message_rate();
+        let secs = EXCESS_LIMIT.as_secs();
+        warn!(
+            player = self.player,
+            "closing a client that sent more than {rate} messages/s for {secs} s"
+        );
+        self.conn
+            .refuse(
+                ErrorCode::RateLimited,
+                close_code::POLICY,
+                format!("message rate limit: more than {rate} messages/s for {secs} s"),
+            )
+            .await
+    }
+
     async fn on_message(
         &mut self,
         decoded: Result<ClientMessage<I>, ProtocolError>,
     ) -> Result<(), End> {
         match decoded {
-            Ok(ClientMessage::Input { seq, input }) => {
+            Ok(ClientMessage::Input { seq, input }) => match self.inputs.push(seq, input) {
+                Ok(Pushed::Queued) => Ok(()),
                 // A full queue means the client sends faster than the tick:
                 // dropping is the rule that makes flooding useless.
-                if !self.inputs.push(seq, input) {
-                    self.dropped_inputs += 1;
+                Ok(Pushed::Dropped) => {
+                    self.dropped_inputs = self.dropped_inputs.saturating_add(1);
                     if self.dropped_inputs.is_power_of_two() {
                         debug!(
                             player = self.player,
@@ -407,43 +575,54 @@ impl<I: Send + 'static> Live<I> {
                             "input queue full, dropping inputs"
                         );
                     }
+                    Ok(())
                 }
-                Ok(())
-            }
+                Err(jump) => {
+                    self.bad_message(ProtocolError {
+                        code: ErrorCode::InvalidMessage,
+                        message: jump.to_string(),
+                    })
+                    .await
+                }
+            },
             Ok(ClientMessage::Ping { id }) => {
                 let now = protocol::unix_millis(std::time::SystemTime::now());
                 self.conn
                     .send(Message::Text(encode::pong(id, now).into()))
                     .await
             }
-            Err(err) => {
-                self.bad_messages += 1;
-                if self.bad_messages <= LOUD_BAD_MESSAGES {
+            Err(err) => self.bad_message(err).await,
+        }
+    }
+
+    /// Logs a refused message (loudly only for the first few) and tells the
+    /// client why.
+    async fn bad_message(&mut self, err: ProtocolError) -> Result<(), End> {
+        match self.bad_messages.count() {
+            Loudness::Warn { last } => {
+                warn!(
+                    player = self.player,
+                    code = err.code.as_str(),
+                    "bad message: {}",
+                    err.message
+                );
+                if last {
                     warn!(
                         player = self.player,
-                        code = err.code.as_str(),
-                        "bad message: {}",
-                        err.message
-                    );
-                    if self.bad_messages == LOUD_BAD_MESSAGES {
-                        warn!(
-                            player = self.player,
-                            "further bad messages from this player are logged at debug level"
-                        );
-                    }
-                } else {
-                    debug!(
-                        player = self.player,
-                        code = err.code.as_str(),
-                        "bad message: {}",
-                        err.message
+                        "further bad messages from this player are logged at debug level"
                     );
                 }
-                self.conn
-                    .send(Message::Text(encode::error(&err).into()))
-                    .await
             }
+            Loudness::Debug => debug!(
+                player = self.player,
+                code = err.code.as_str(),
+                "bad message: {}",
+                err.message
+            ),
         }
+        self.conn
+            .send(Message::Text(encode::error(&err).into()))
+            .await
     }
 
     /// Maps a failed read to the close code the RFC assigns to it.
@@ -473,7 +652,87 @@ impl<I: Send + 'static> Live<I> {
                     )
                     .await
             }
+            Some(WsError::Protocol(violation)) => match protocol_violation(violation) {
+                Some(what) => {
+                    debug!(
+                        player = self.player,
+                        "WebSocket protocol violation: {violation}"
+                    );
+                    self.conn
+                        .close(
+                            close_code::PROTOCOL_ERROR,
+                            format!("WebSocket protocol violation: {what}"),
+                        )
+                        .await
+                }
+                None => End::SocketError(inner.to_string()),
+            },
             _ => End::SocketError(inner.to_string()),
         }
+    }
+}
+
+/// What a client did wrong, for a close reason, if a read error is a
+/// violation of RFC 6455 by the client (close 1002). Other errors (the
+/// connection was reset, ...) leave nobody to tell.
+fn protocol_violation(e: &tungstenite::error::ProtocolError) -> Option<String> {
+    use tungstenite::error::ProtocolError as P;
+    Some(match e {
+        P::UnmaskedFrameFromClient => "unmasked frame; a client must mask every frame".into(),
+        P::InvalidOpcode(op) | P::UnknownDataFrameType(op) | P::UnknownControlFrameType(op) => {
+            format!("reserved opcode 0x{op:x}")
+        }
+        P::FragmentedControlFrame => {
+            "fragmented control frame; close, ping and pong frames must not be fragmented".into()
+        }
+        P::ControlFrameTooBig => "control frame payload over 125 bytes".into(),
+        P::NonZeroReservedBits => "reserved bits set; no extension was negotiated".into(),
+        P::UnexpectedContinueFrame => "continuation frame with no message to continue".into(),
+        P::ExpectedFragment(_) => "new data frame before the fragmented message ended".into(),
+        P::InvalidCloseSequence => "malformed close frame".into(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_message_count_saturates() {
+        let mut bad = BadMessages::default();
+        assert_eq!(bad.count(), Loudness::Warn { last: false });
+        assert_eq!(bad.count(), Loudness::Warn { last: false });
+        assert_eq!(bad.count(), Loudness::Warn { last: true });
+        assert_eq!(bad.count(), Loudness::Debug);
+        // 2^32 bad messages later it neither overflows (a panic in debug
+        // builds) nor wraps around to logging at warn again.
+        bad.0 = u32::MAX - 1;
+        for _ in 0..3 {
+            assert_eq!(bad.count(), Loudness::Debug);
+        }
+        assert_eq!(bad.0, u32::MAX);
+    }
+
+    #[test]
+    fn violations_have_short_reasons() {
+        use tungstenite::error::ProtocolError as P;
+        use tungstenite::protocol::frame::coding::Data;
+        for e in [
+            P::UnmaskedFrameFromClient,
+            P::InvalidOpcode(3),
+            P::UnknownControlFrameType(11),
+            P::FragmentedControlFrame,
+            P::ControlFrameTooBig,
+            P::NonZeroReservedBits,
+            P::UnexpectedContinueFrame,
+            P::ExpectedFragment(Data::Text),
+            P::InvalidCloseSequence,
+        ] {
+            let what = protocol_violation(&e).unwrap();
+            let reason = format!("WebSocket protocol violation: {what}");
+            assert!(reason.len() <= 123, "{reason}");
+        }
+        assert_eq!(protocol_violation(&P::ResetWithoutClosingHandshake), None);
     }
 }

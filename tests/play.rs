@@ -194,7 +194,14 @@ async fn held_key_full_speed_and_clamping() {
 /// A client that floods moves gains no speed: at most 10 px per tick.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flooding_gains_no_speed() {
-    let server = TestServer::start().await;
+    // This is about the input queue: with the message rate limit out of the
+    // way, every one of the 1000 inputs reaches it (tests/limits.rs covers
+    // the rate limit, which drops most of such a flood unread).
+    let server = TestServer::with(|c| {
+        c.max_messages_per_sec = Some(1_000_000);
+        c.message_burst = 1_000_000;
+    })
+    .await;
     let mut flood = server.native("?room=flood").await;
     let id = next_of(&mut flood, "welcome").await["id"].clone();
     let s0 = next_of(&mut flood, "snapshot").await;

@@ -53,6 +53,12 @@ fn serve(config: Config) -> ExitCode {
         eprintln!("playfield: {e}");
         return ExitCode::from(2);
     }
+    // Read the certificate and key now, so a bad file is reported before
+    // anything listens (the server reads them again when it starts).
+    if let Err(e) = playfield::tls::acceptor(&config) {
+        eprintln!("playfield: {e}");
+        return ExitCode::from(2);
+    }
     // One thread (the cores the process may use, e.g. under `taskset`, or
     // `--threads 1`): a single-threaded runtime, which skips the work-stealing
     // machinery a one-core server cannot use.
@@ -98,13 +104,14 @@ async fn run_server(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let scheme = if config.tls() { "https" } else { "http" };
     if addr.ip().is_unspecified() {
         println!(
-            "playfield: listening on http://{addr}/ (all interfaces): open http://localhost:{}/ in a browser",
+            "playfield: listening on {scheme}://{addr}/ (all interfaces): open {scheme}://localhost:{}/ in a browser",
             addr.port()
         );
     } else {
-        println!("playfield: listening on http://{addr}/ : open it in a browser");
+        println!("playfield: listening on {scheme}://{addr}/ : open it in a browser");
     }
     // A second Ctrl-C (or SIGTERM) means "now": skip the graceful close.
     tokio::spawn(async {

@@ -125,6 +125,7 @@ pub enum ErrorCode {
     InvalidRoom,
     ServerFull,
     UnsupportedProtocol,
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -138,6 +139,7 @@ impl ErrorCode {
             ErrorCode::InvalidRoom => "invalid_room",
             ErrorCode::ServerFull => "server_full",
             ErrorCode::UnsupportedProtocol => "unsupported_protocol",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 }
