@@ -535,7 +535,12 @@ async fn acks_are_monotonic_and_absurd_seqs_refused() {
     }
     send_json(&mut ws, input(u64::from(u32::MAX))).await;
     let mut acks = Vec::new();
+    let deadline = Instant::now() + WAIT;
     let error = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no error for seq 4294967295; acks {acks:?}"
+        );
         let v = next_json(&mut ws).await;
         match v["type"].as_str() {
             Some("snapshot") => acks.push(v["ack"].as_u64().unwrap()),
