@@ -657,7 +657,10 @@ async fn websockets_over_http2_count_each() {
         assert_eq!(msg["type"], "snapshot", "{msg}");
     }
 
-    first.close(None).await.unwrap();
+    // Ending the stream is what matters here; the close handshake over an
+    // HTTP/2 stream can race the stream's own end (the write then fails
+    // with NO_ERROR), so its result is not checked.
+    let _ = first.close(None).await;
     drop(first);
     let deadline = Instant::now() + WAIT;
     let mut again = loop {
