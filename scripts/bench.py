@@ -102,25 +102,31 @@ def run(name, workload, players, server_cmd, port, bots_cmd, env=None, pinned=Tr
         c0 = t0 = c1 = t1 = rss = None
         ticks = None
         deadline = time.time() + SECS + WARMUP + players / 100 + 120
+        def sample_rooms():
+            # While the bots play: once they stop, the room closes with them.
+            try:
+                with urllib.request.urlopen(rooms_url, timeout=5) as r:
+                    rooms = json.load(r)["rooms"]
+                    return rooms[0] if rooms else None
+            except Exception:  # a missed sample is not fatal
+                return None
+
+        room = None
         for line in bots.stderr:
             if "WINDOW_START" in line:
                 c0, t0 = cpu_seconds(server.pid), time.time()
             elif "WINDOW_END" in line:
                 c1, t1 = cpu_seconds(server.pid), time.time()
                 rss = rss_mib(server.pid)
-                if rooms_url:
-                    try:
-                        with urllib.request.urlopen(rooms_url, timeout=5) as r:
-                            rooms = json.load(r)["rooms"]
-                            ticks = rooms[0]["tick"] if rooms else None
-                            if rooms:
-                                report["fanout"] = rooms[0].get("fanout")
-                                report["send_gap"] = rooms[0].get("send_gap")
-                    except Exception as e:  # report, do not fail the table
-                        ticks = {"error": str(e)}
                 break
+            elif c0 is not None and rooms_url and line.startswith("bots: "):
+                room = sample_rooms() or room
             if time.time() > deadline:
                 break
+        if room:
+            ticks = room.get("tick")
+            report["fanout"] = room.get("fanout")
+            report["send_gap"] = room.get("send_gap")
         out, _ = bots.communicate(timeout=120)
         lines = [l for l in out.strip().splitlines() if l.startswith("{")]
         if lines:
