@@ -160,7 +160,7 @@ impl Value {
 
     /// Equality as the wire sees it: floats compare by bits, so a NaN that
     /// stays NaN is not a change every tick.
-    fn same(&self, other: &Value) -> bool {
+    pub fn same(&self, other: &Value) -> bool {
         match (self, other) {
             (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
             (Value::Str(a), Value::Str(b)) => Arc::ptr_eq(a, b) || a == b,
@@ -381,6 +381,24 @@ pub fn field_bit(k: usize) -> u64 {
         .unwrap_or(0)
 }
 
+/// What changed of one entity from `prev[p]` to `cur[c]`: bit 0 the
+/// position (on the grid), bit `i + 1` field `i`.
+pub fn change_mask(prev: &World, p: usize, cur: &World, c: usize) -> u64 {
+    let (Some(a), Some(b)) = (prev.entities().get(p), cur.entities().get(c)) else {
+        return 0;
+    };
+    let mut mask = 0;
+    if to_units(a.x) != to_units(b.x) || to_units(a.y) != to_units(b.y) {
+        mask |= POSITION_BIT;
+    }
+    for (k, (pv, cv)) in prev.fields(p).iter().zip(cur.fields(c)).enumerate() {
+        if !pv.same(cv) {
+            mask |= field_bit(k);
+        }
+    }
+    mask
+}
+
 /// Lists what changed from `prev` to `cur`, in id order: one linear merge of
 /// the two sorted entity lists. Unchanged entities are left out. Positions
 /// are compared on the grid, as the binary protocol sends them.
@@ -391,15 +409,7 @@ pub fn diff(prev: &World, cur: &World, out: &mut Vec<Change>) {
     while i < a.len() || j < b.len() {
         match (a.get(i), b.get(j)) {
             (Some(p), Some(c)) if p.id == c.id => {
-                let mut mask = 0;
-                if to_units(p.x) != to_units(c.x) || to_units(p.y) != to_units(c.y) {
-                    mask |= POSITION_BIT;
-                }
-                for (k, (pv, cv)) in prev.fields(i).iter().zip(cur.fields(j)).enumerate() {
-                    if !pv.same(cv) {
-                        mask |= field_bit(k);
-                    }
-                }
+                let mask = change_mask(prev, i, cur, j);
                 if mask != 0 {
                     out.push(Change::Update {
                         index: j,

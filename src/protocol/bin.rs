@@ -22,6 +22,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use crate::replicate::change_mask;
 use crate::replicate::{
     diff, field_bit, to_units, Change, EntityId, FieldKind, Value, World, POSITION_BIT,
 };
@@ -148,32 +149,6 @@ pub fn put_spawn(out: &mut Vec<u8>, next: &mut EntityId, world: &World, index: u
 /// A `DESPAWN` record.
 pub fn put_despawn(out: &mut Vec<u8>, next: &mut EntityId, id: EntityId) {
     put_head(out, op::DESPAWN, next, id);
-}
-
-/// What changed of one entity from `prev[p]` to `cur[c]`: bit 0 the
-/// position (on the grid), bit `i + 1` field `i`.
-pub fn change_mask(prev: &World, p: usize, cur: &World, c: usize) -> u64 {
-    let (Some(a), Some(b)) = (prev.entities().get(p), cur.entities().get(c)) else {
-        return 0;
-    };
-    let mut mask = 0;
-    if to_units(a.x) != to_units(b.x) || to_units(a.y) != to_units(b.y) {
-        mask |= POSITION_BIT;
-    }
-    for (k, (pv, cv)) in prev.fields(p).iter().zip(cur.fields(c)).enumerate() {
-        if !same_value(pv, cv) {
-            mask |= field_bit(k);
-        }
-    }
-    mask
-}
-
-fn same_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
-        (Value::Str(x), Value::Str(y)) => std::sync::Arc::ptr_eq(x, y) || x == y,
-        (x, y) => x == y,
-    }
 }
 
 /// The record that brings one entity from `prev[p]` to `cur[c]`, in its
@@ -622,10 +597,7 @@ impl Replica {
                     r.x == to_units(e.x)
                         && r.y == to_units(e.y)
                         && r.fields.len() == world.fields(i).len()
-                        && r.fields
-                            .iter()
-                            .zip(world.fields(i))
-                            .all(|(a, b)| same_value(a, b))
+                        && r.fields.iter().zip(world.fields(i)).all(|(a, b)| a.same(b))
                 })
             })
     }
