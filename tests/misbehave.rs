@@ -430,8 +430,11 @@ async fn client_that_never_reads_is_dropped_after_send_timeout() {
     let mut worst = Duration::ZERO;
     let mut seen_two = false;
     let gone = loop {
+        // Generous: the server's socket buffer (up to several MB of pongs)
+        // must fill first, which takes a while on a loaded machine; the loop
+        // ends as soon as the client is dropped.
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            start.elapsed() < Duration::from_secs(60),
             "stuck client never dropped"
         );
         let u = next_of(&mut watcher, "state_update").await;
@@ -449,7 +452,7 @@ async fn client_that_never_reads_is_dropped_after_send_timeout() {
         worst < Duration::from_secs(1),
         "watcher's updates stalled {worst:?}"
     );
-    assert!(gone < Duration::from_secs(20));
+    assert!(gone < Duration::from_secs(60));
     let _ = flood.await;
 }
 
