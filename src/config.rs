@@ -121,6 +121,12 @@ pub struct Config {
     #[arg(long, env = "PLAYFIELD_SEND_TIMEOUT", default_value = "5", value_parser = parse_secs)]
     pub send_timeout: Duration,
 
+    /// Seconds a player whose connection drops is kept in its room, for its
+    /// client to reconnect with `?resume=TOKEN` and get it back. 0 turns
+    /// resuming off: players leave as soon as their connection drops.
+    #[arg(long, env = "PLAYFIELD_RESUME_GRACE", default_value = "10", value_parser = parse_grace)]
+    pub resume_grace: Duration,
+
     /// Worker threads; 0 means one per core this process may run on. With
     /// one, the server runs on a single-threaded runtime.
     #[arg(long, env = "PLAYFIELD_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
@@ -219,6 +225,14 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Like [`parse_secs`], but 0 (off) is allowed.
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        _ => parse_secs(s),
+    }
 }
 
 fn parse_size(s: &str) -> Result<f64, String> {

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod replicate;
+pub mod resume;
 pub mod room;
 pub mod server;
 pub mod session;

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Config, IpNets};
+use crate::metrics::{Metrics, RefusedReason};
 
 /// The server's connection limits and what is open against them.
 #[derive(Debug)]
@@ -29,12 +30,28 @@ pub struct ConnectionLimits {
     connections: Arc<Semaphore>,
     refusals: Arc<Semaphore>,
     open_per_address: Mutex<HashMap<IpAddr, u32>>,
+    /// Where admissions and refusals are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl ConnectionLimits {
     /// `max` connections in all, `per_address` from one address (0: no
     /// per-address limit) except from `exempt` addresses.
     pub fn new(max: u32, per_address: u32, exempt: IpNets) -> Arc<Self> {
+        Self::counted_in(max, per_address, exempt, Arc::new(Metrics::new()))
+    }
+
+    /// The limits of `config`, counted in `metrics`.
+    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::counted_in(
+            config.max_connections,
+            config.max_connections_per_ip,
+            config.per_ip_exempt.clone(),
+            metrics,
+        )
+    }
+
+    fn counted_in(max: u32, per_address: u32, exempt: IpNets, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(ConnectionLimits {
             max,
             per_address,
@@ -42,20 +59,24 @@ impl ConnectionLimits {
             connections: Arc::new(Semaphore::new(max as usize)),
             refusals: Arc::new(Semaphore::new(refusal_slots(max))),
             open_per_address: Mutex::new(HashMap::new()),
+            metrics,
         })
-    }
-
-    pub fn from_config(config: &Config) -> Arc<Self> {
-        Self::new(
-            config.max_connections,
-            config.max_connections_per_ip,
-            config.per_ip_exempt.clone(),
-        )
     }
 
     /// A permit for one more connection from `peer` (`None`: an unknown
     /// peer, only the total limit applies), or why not.
     pub fn admit(self: &Arc<Self>, peer: Option<IpAddr>) -> Result<Permit, Refusal> {
+        let admitted = self.try_admit(peer);
+        match &admitted {
+            Ok(_) => {
+                self.metrics.connections_accepted.inc();
+            }
+            Err(why) => self.metrics.refused(why.reason()),
+        }
+        admitted
+    }
+
+    fn try_admit(self: &Arc<Self>, peer: Option<IpAddr>) -> Result<Permit, Refusal> {
         let global = self
             .connections
             .clone()
@@ -101,6 +122,17 @@ impl ConnectionLimits {
     /// Connections counted against `ip`'s address now (0 when exempt).
     pub fn open_from(&self, ip: IpAddr) -> u32 {
         self.lock().get(&address_key(ip)).copied().unwrap_or(0)
+    }
+
+    /// Addresses holding all the connections they may have now.
+    pub fn addresses_at_limit(&self) -> usize {
+        if self.per_address == 0 {
+            return 0;
+        }
+        self.lock()
+            .values()
+            .filter(|&&n| n >= self.per_address)
+            .count()
     }
 
     /// Over-limit connections being told so now.
@@ -183,6 +215,16 @@ pub enum Refusal {
     ServerFull { max: u32 },
     /// `--max-connections-per-ip` reached for this address.
     PerAddress { address: String, max: u32 },
+}
+
+impl Refusal {
+    /// The reason label of `playfield_connections_refused_total`.
+    pub fn reason(&self) -> RefusedReason {
+        match self {
+            Refusal::ServerFull { .. } => RefusedReason::server_full,
+            Refusal::PerAddress { .. } => RefusedReason::per_ip,
+        }
+    }
 }
 
 impl std::fmt::Display for Refusal {

@@ -27,6 +27,10 @@ pub enum RefusedReason {
     invalid_room,
     bad_subprotocol,
     unsupported_protocol,
+    invalid_query,
+    shutting_down,
+    resume_refused,
+    room_failed,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,11 +57,14 @@ pub struct KindLabel {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    pub connections_open: Gauge,
+    connections_open: Gauge,
+    addresses_at_limit: Gauge,
     pub connections_accepted: Counter,
+    pub websockets_accepted: Counter,
     pub connections_refused: Family<ReasonLabel, Counter>,
-    pub rooms: Gauge,
-    pub players: Family<RoomLabel, Gauge>,
+    rooms: Gauge,
+    players: Family<RoomLabel, Gauge>,
+    players_suspended: Gauge,
     pub tick_seconds: Histogram,
     pub ticks_overrun: Counter,
     pub fanout_seconds: Histogram,
@@ -89,10 +96,13 @@ impl Metrics {
         let fanout_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 13));
         let m = Metrics {
             connections_open: Gauge::default(),
+            addresses_at_limit: Gauge::default(),
             connections_accepted: Counter::default(),
+            websockets_accepted: Counter::default(),
             connections_refused: Family::default(),
             rooms: Gauge::default(),
             players: Family::default(),
+            players_suspended: Gauge::default(),
             tick_seconds,
             ticks_overrun: Counter::default(),
             fanout_seconds,
@@ -111,13 +121,23 @@ impl Metrics {
         let r = &mut registry;
         r.register(
             "connections_open",
-            "WebSocket connections open now",
+            "TCP connections open now (HTTP and WebSocket), counted against --max-connections",
             m.connections_open.clone(),
         );
         r.register(
+            "addresses_at_limit",
+            "Client addresses (IPv6: /64 prefixes) holding --max-connections-per-ip connections now",
+            m.addresses_at_limit.clone(),
+        );
+        r.register(
             "connections_accepted",
-            "WebSocket connections admitted",
+            "TCP connections admitted under the connection limits",
             m.connections_accepted.clone(),
+        );
+        r.register(
+            "websockets_accepted",
+            "WebSocket sessions that got a player (new or resumed)",
+            m.websockets_accepted.clone(),
         );
         r.register(
             "connections_refused",
@@ -125,7 +145,16 @@ impl Metrics {
             m.connections_refused.clone(),
         );
         r.register("rooms", "Rooms open now", m.rooms.clone());
-        r.register("players", "Players per room", m.players.clone());
+        r.register(
+            "players",
+            "Players per room (suspended ones included)",
+            m.players.clone(),
+        );
+        r.register(
+            "players_suspended",
+            "Players whose connection dropped, kept for --resume-grace to resume",
+            m.players_suspended.clone(),
+        );
         r.register(
             "tick_seconds",
             "Duration of one room tick (inputs, game tick, replication, cells)",
@@ -194,8 +223,25 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
+    /// The text exposition format. `now` carries the gauges that are read
+    /// from the server's state at scrape time rather than kept up to date on
+    /// every change (which would cost the hot paths for nothing).
+    pub fn render(&self, now: &Now) -> String {
+        self.connections_open
+            .set(i64::try_from(now.connections_open).unwrap_or(i64::MAX));
+        self.addresses_at_limit
+            .set(i64::try_from(now.addresses_at_limit).unwrap_or(i64::MAX));
+        self.players_suspended
+            .set(i64::try_from(now.players_suspended).unwrap_or(i64::MAX));
+        self.rooms
+            .set(i64::try_from(now.rooms.len()).unwrap_or(i64::MAX));
+        // Rooms come and go: only the ones open now are reported.
+        self.players.clear();
+        for (room, players) in &now.rooms {
+            self.players
+                .get_or_create(&RoomLabel { room: room.clone() })
+                .set(i64::from(*players));
+        }
         if let Some(rss) = resident_memory_bytes() {
             self.resident_memory_bytes.set(rss);
         }
@@ -235,6 +281,16 @@ impl Metrics {
     }
 }
 
+/// The server's state at scrape time.
+#[derive(Debug, Default)]
+pub struct Now {
+    pub connections_open: usize,
+    pub addresses_at_limit: usize,
+    pub players_suspended: usize,
+    /// Each open room's name and player count.
+    pub rooms: Vec<(String, u32)>,
+}
+
 /// VmRSS of this process in bytes, from `/proc/self/status`.
 fn resident_memory_bytes() -> Option<i64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -266,18 +322,26 @@ mod tests {
         let m = Metrics::new();
         m.refused(RefusedReason::per_ip);
         m.protocol_error("invalid_json");
-        m.players
-            .get_or_create(&RoomLabel {
-                room: "lobby".into(),
-            })
-            .set(3);
         m.session_counters("playfield.v1.bin").bytes_out.inc_by(10);
         m.tick_seconds.observe(0.002);
-        let text = m.render();
+        let mut now = Now {
+            connections_open: 4,
+            rooms: vec![("lobby".into(), 3), ("gone".into(), 1)],
+            ..Now::default()
+        };
+        m.render(&now);
+        now.rooms.pop();
+        let text = m.render(&now);
+        assert!(
+            !text.contains("gone"),
+            "a closed room is still listed:\n{text}"
+        );
         for needle in [
             "playfield_connections_refused_total{reason=\"per_ip\"} 1",
             "playfield_protocol_errors_total{kind=\"invalid_json\"} 1",
             "playfield_players{room=\"lobby\"} 3",
+            "playfield_rooms 1",
+            "playfield_connections_open 4",
             "playfield_bytes_out_total{protocol=\"playfield.v1.bin\"} 10",
             "playfield_tick_seconds_count 1",
             "playfield_resumes_total 0",

@@ -28,6 +28,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::game::{Game, PlayerId, Settings};
 use crate::interest::{CellIndex, Grid};
+use crate::metrics::Metrics;
 use crate::replicate::World;
 use crate::snapshot::{unix_millis, EncodeCache, Snapshot};
 
@@ -151,6 +152,12 @@ impl<I> InputQueue<I> {
 }
 
 impl<I> InputQueue<I> {
+    /// The highest `seq` accepted so far (0 before the first input). A
+    /// resumed client goes on counting above it.
+    pub fn last_seq(&self) -> u32 {
+        self.last
+    }
+
     /// Records a client message dropped without being read (over the rate
     /// limit). It may have been an input whose `seq` the client counted, so
     /// the next `seq` may be one further ahead.
@@ -368,6 +375,7 @@ struct Room<G: Game> {
     warned: bool,
     times: Arc<RoomTimings>,
     tick_interval: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl<G: Game> Room<G> {
@@ -435,9 +443,12 @@ impl<G: Game> Room<G> {
         };
         // Stored even while no session is waiting; waiters wake in a stable order.
         self.snapshots.send(Arc::new(snapshot));
-        self.times
-            .tick
-            .record(started.elapsed(), self.tick_interval);
+        let took = started.elapsed();
+        self.times.tick.record(took, self.tick_interval);
+        self.metrics.tick_seconds.observe(took.as_secs_f64());
+        if took > self.tick_interval {
+            self.metrics.ticks_overrun.inc();
+        }
     }
 
     async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Command<G>>) {
@@ -634,10 +645,17 @@ pub struct Rooms<G: Game> {
     seeds: AtomicU64,
     /// Tells rooms of the same name apart.
     next_id: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl<G: Game> Rooms<G> {
-    pub fn new(capacity: u32, max_rooms: u32, config: RoomConfig, tick_interval: Duration) -> Self {
+    pub fn new(
+        capacity: u32,
+        max_rooms: u32,
+        config: RoomConfig,
+        tick_interval: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let seed = unix_millis(SystemTime::now()) as u64;
         Rooms {
             registry: Arc::new(Registry {
@@ -649,6 +667,7 @@ impl<G: Game> Rooms<G> {
             tick_interval,
             seeds: AtomicU64::new(seed),
             next_id: AtomicU64::new(1),
+            metrics,
         }
     }
 
@@ -700,6 +719,16 @@ impl<G: Game> Rooms<G> {
         })
     }
 
+    /// Every room's name and player count, unsorted (cheaper than
+    /// [`Rooms::summaries`]).
+    pub fn player_counts(&self) -> Vec<(String, u32)> {
+        self.registry
+            .lock()
+            .iter()
+            .map(|(name, e)| (name.clone(), e.players))
+            .collect()
+    }
+
     /// Every room with its player count, sorted by name.
     pub fn summaries(&self) -> Vec<RoomSummary> {
         let mut list: Vec<RoomSummary> = self
@@ -740,6 +769,7 @@ impl<G: Game> Rooms<G> {
             grid,
             times: Arc::clone(&times),
             tick_interval: self.tick_interval,
+            metrics: Arc::clone(&self.metrics),
         };
         tokio::spawn(supervise(parts, commands_rx, Arc::clone(&self.registry)));
         RoomHandle {
@@ -760,6 +790,7 @@ struct RoomParts {
     grid: Grid,
     times: Arc<RoomTimings>,
     tick_interval: Duration,
+    metrics: Arc<Metrics>,
 }
 
 /// Runs a room, and contains a panic of its game.
@@ -804,6 +835,7 @@ async fn supervise<G: Game>(
         warned: false,
         times: parts.times,
         tick_interval: parts.tick_interval,
+        metrics: parts.metrics,
     };
     let outcome = AssertUnwindSafe(room.run(commands)).catch_unwind().await;
     if let Err(panic) = outcome {
@@ -849,6 +881,7 @@ mod tests {
             warned: false,
             times: Arc::new(RoomTimings::default()),
             tick_interval: Duration::from_millis(50),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
@@ -919,7 +952,13 @@ mod tests {
             world_size: 500.0,
             view_size: 500.0,
         };
-        Rooms::new(limit, limit, config, Duration::from_millis(50))
+        Rooms::new(
+            limit,
+            limit,
+            config,
+            Duration::from_millis(50),
+            Arc::new(Metrics::new()),
+        )
     }
 
     /// After a short stall the room runs the missed ticks, so tick numbers
@@ -1036,6 +1075,7 @@ mod tests {
             warned: false,
             times: Arc::new(RoomTimings::default()),
             tick_interval: Duration::from_millis(50),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
@@ -1175,6 +1215,7 @@ mod tests {
                 view_size: 500.0,
             },
             Duration::from_millis(50),
+            Arc::new(Metrics::new()),
         );
         let mut doomed = rooms.reserve("a").unwrap();
         let mut other = rooms.reserve("a").unwrap();

@@ -21,16 +21,19 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
-use tracing::{debug, info, warn};
+use tracing::field::Empty;
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::assets;
 use crate::config::Config;
 use crate::game::{Game, PlayerId};
 use crate::http::{self, Connection, WebSocketSeat};
 use crate::limits::{ConnectionLimits, Refusal};
+use crate::metrics::{self as m, Metrics, RefusedReason};
 use crate::protocol::{self, encode, ErrorCode, Protocol, ProtocolError};
+use crate::resume::Resumes;
 use crate::room::{RoomConfig, Rooms};
-use crate::session::{self, close_code, Admission, Seat};
+use crate::session::{self, close_code, Admission, Parked, Seat};
 
 /// State shared by every connection of one server.
 pub struct Shared<G: Game> {
@@ -43,12 +46,18 @@ pub struct Shared<G: Game> {
     pub shutdown: CancellationToken,
     /// Every session task, so shutdown can wait for their close handshakes.
     pub tracker: TaskTracker,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<Metrics>,
+    /// Players that can be resumed, live or suspended.
+    pub resumes: Arc<Resumes<Parked<G>>>,
     next_player: AtomicU64,
+    next_connection: AtomicU64,
     players: AtomicUsize,
 }
 
 impl<G: Game> Shared<G> {
     pub fn new(config: Config) -> Self {
+        let metrics = Arc::new(Metrics::new());
         let rooms = Rooms::new(
             config.room_capacity,
             config.max_rooms,
@@ -59,13 +68,17 @@ impl<G: Game> Shared<G> {
                 view_size: config.view_size,
             },
             config.tick_interval(),
+            Arc::clone(&metrics),
         );
         Shared {
-            limits: ConnectionLimits::from_config(&config),
+            limits: ConnectionLimits::from_config(&config, Arc::clone(&metrics)),
+            metrics,
+            resumes: Resumes::new(config.resume_grace),
             rooms,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             next_player: AtomicU64::new(1),
+            next_connection: AtomicU64::new(1),
             players: AtomicUsize::new(0),
             config,
         }
@@ -74,6 +87,11 @@ impl<G: Game> Shared<G> {
     /// The next player id: sequential per server, starting at 1, like the seed.
     pub fn next_player_id(&self) -> PlayerId {
         self.next_player.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The next WebSocket connection's id, for its log span.
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Counts a player in; returns the new total.
@@ -104,6 +122,7 @@ pub fn router<G: Game>(shared: Arc<Shared<G>>) -> Router {
         .route("/rooms", get(rooms::<G>))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz::<G>))
+        .route("/metrics", get(metrics::<G>))
         .fallback(assets::serve)
         .with_state(Arc::clone(&shared))
         .layer(CompressionLayer::new())
@@ -117,6 +136,8 @@ const READ_BUFFER: usize = 1024;
 #[derive(Debug, Deserialize)]
 struct WsParams {
     room: Option<String>,
+    /// A resume token from an earlier `welcome`.
+    resume: Option<String>,
 }
 
 /// `GET /`: the browser client, or a WebSocket when the request asks to
@@ -165,6 +186,7 @@ fn upgrade<G: Game>(
     ws: WebSocketUpgrade,
 ) -> Response {
     if shared.shutdown.is_cancelled() {
+        shared.metrics.refused(RefusedReason::shutting_down);
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "server is shutting down; reconnect in a moment\n",
@@ -174,27 +196,50 @@ fn upgrade<G: Game>(
     // Browsers always send `Origin` on a WebSocket; bots and servers need not.
     if let Some(origin) = headers.get(header::ORIGIN) {
         if !shared.config.allowed_origins.allows(origin.as_bytes()) {
+            shared.metrics.refused(RefusedReason::origin);
             return origin_refused(origin);
         }
     }
     // A malformed query (e.g. `?room=a&room=b`) is reported on the socket
     // with a close reason, which a browser can show; an HTTP 400 it cannot.
-    let room = params
-        .map(|Query(p)| p.room)
-        .map_err(|e| format!("invalid query string ({}); use ?room=NAME", e.body_text()));
+    let (room, resume) = match params {
+        Ok(Query(p)) => (Ok(p.room), p.resume),
+        Err(e) => (
+            Err(format!(
+                "invalid query string ({}); use ?room=NAME and, to resume a player, &resume=TOKEN",
+                e.body_text()
+            )),
+            None,
+        ),
+    };
     let offered = ws
         .requested_protocols()
         .filter_map(|h| h.to_str().ok())
         .collect::<Vec<_>>();
     let protocol = match Protocol::negotiate(offered) {
         Ok(p) => p,
-        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+        Err(message) => {
+            shared.metrics.refused(RefusedReason::bad_subprotocol);
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
     };
     let ws = match protocol.subprotocol() {
         Some(name) => ws.protocols([name]),
         None => ws,
     };
     let limit = shared.config.max_message_bytes as usize;
+    // Every log line of this connection carries its id and peer, and once
+    // it has a player, its room and player id (recorded by the session).
+    let span = info_span!(
+        "conn",
+        id = shared.next_connection_id(),
+        peer = connection
+            .as_ref()
+            .map(|c| c.peer().to_string())
+            .unwrap_or_default(),
+        room = Empty,
+        player = Empty,
+    );
     // Over a limit, the client is still upgraded to be told why (close 1013
     // with a reason a browser can show) while refusal slots last; past
     // them, a plain 503 costs nothing.
@@ -219,10 +264,13 @@ fn upgrade<G: Game>(
                 .max_frame_size(limit)
                 .read_buffer_size(READ_BUFFER)
                 .on_upgrade(move |socket| {
-                    tracker.track_future(async move {
-                        let _held = (slot, hold);
-                        refuse_on_socket(socket, why.to_string(), send_timeout).await;
-                    })
+                    tracker.track_future(
+                        async move {
+                            let _held = (slot, hold);
+                            refuse_on_socket(socket, why.to_string(), send_timeout).await;
+                        }
+                        .instrument(span),
+                    )
                 });
         }
         WebSocketSeat::Rejected(why) => {
@@ -232,6 +280,7 @@ fn upgrade<G: Game>(
     let admission = Admission {
         protocol,
         room,
+        resume,
         seat,
     };
     let tracker = shared.tracker.clone();
@@ -243,12 +292,15 @@ fn upgrade<G: Game>(
         // Client messages are small (the limit is 4 KiB by default).
         .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| {
-            tracker.track_future(async move {
-                // The per-address count, and an HTTP/2 connection's place,
-                // last as long as the session.
-                let _hold = hold;
-                session::run(socket, shared, admission).await;
-            })
+            tracker.track_future(
+                async move {
+                    // The per-address count, and an HTTP/2 connection's place,
+                    // last as long as the session.
+                    let _hold = hold;
+                    session::run(socket, shared, admission).await;
+                }
+                .instrument(span),
+            )
         })
 }
 
@@ -302,6 +354,25 @@ async fn rooms<G: Game>(State(shared): State<Arc<Shared<G>>>) -> Json<serde_json
         "connections": shared.limits.open(),
         "max_connections": shared.config.max_connections,
     }))
+}
+
+/// `GET /metrics`: every metric in the OpenMetrics text format (which
+/// Prometheus scrapes), with the gauges read from the server's state now.
+async fn metrics<G: Game>(State(shared): State<Arc<Shared<G>>>) -> Response {
+    let now = m::Now {
+        connections_open: shared.limits.open(),
+        addresses_at_limit: shared.limits.addresses_at_limit(),
+        players_suspended: shared.resumes.suspended(),
+        rooms: shared.rooms.player_counts(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.render(&now),
+    )
+        .into_response()
 }
 
 /// `GET /readyz`: 200 while the server accepts players, 503 once it is

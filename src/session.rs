@@ -19,17 +19,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::FutureExt;
-use tokio::sync::OwnedSemaphorePermit;
+use futures_util::{FutureExt, SinkExt};
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::{timeout, Instant};
 use tracing::{debug, error, info, warn};
 
 use crate::fanout;
 use crate::game::{Game, PlayerId};
+use crate::metrics::{Metrics, RefusedReason, SessionCounters};
 use crate::protocol::encoder::Encoder;
 use crate::protocol::{self, encode, ClientMessage, ErrorCode, Protocol, ProtocolError};
+use crate::resume::{self, Claimed, ResumeError, Takeover};
 use crate::room::{
     panic_message, validate_room_name, InputQueue, Pushed, ReserveError, RoomTimings,
+    Seat as RoomSeat,
 };
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
@@ -38,6 +41,7 @@ pub use rate::{RateLimit, Verdict, EXCESS_GAP, EXCESS_LIMIT};
 
 /// WebSocket close codes we use (RFC 6455 §7.4.1).
 pub mod close_code {
+    pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
     pub const UNSUPPORTED_DATA: u16 = 1003;
@@ -125,21 +129,45 @@ fn room_failed_reason(room: &str) -> String {
 /// Why a session ended, for the disconnect log line.
 #[derive(Debug)]
 enum End {
-    ClientClosed,
+    /// The client closed the connection: with a close frame and its code,
+    /// or (`None`) without one.
+    ClientClosed(Option<u16>),
     Shutdown,
-    Closed { code: u16, reason: String },
+    Closed {
+        code: u16,
+        reason: String,
+    },
+    IdleTimeout,
     SlowClient,
     SocketError(String),
+    /// The player was resumed on another connection.
+    TakenOver,
+}
+
+impl End {
+    /// Whether the client may come back for its player: the connection
+    /// was lost (no close, an error, a timeout) or the client closed it
+    /// with any code but 1000, which means "I am leaving".
+    fn resumable(&self) -> bool {
+        match self {
+            End::ClientClosed(code) => *code != Some(close_code::NORMAL),
+            End::IdleTimeout | End::SlowClient | End::SocketError(_) => true,
+            End::Shutdown | End::Closed { .. } | End::TakenOver => false,
+        }
+    }
 }
 
 impl std::fmt::Display for End {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            End::ClientClosed => f.write_str("client closed"),
+            End::ClientClosed(Some(code)) => write!(f, "client closed ({code})"),
+            End::ClientClosed(None) => f.write_str("connection lost (no close frame)"),
             End::Shutdown => f.write_str("server shutting down"),
             End::Closed { code, reason } => write!(f, "closed by server ({code}: {reason})"),
+            End::IdleTimeout => f.write_str("idle timeout (no pong)"),
             End::SlowClient => f.write_str("client not reading (send timeout)"),
             End::SocketError(e) => write!(f, "socket error: {e}"),
+            End::TakenOver => f.write_str("resumed on another connection"),
         }
     }
 }
@@ -149,6 +177,8 @@ pub struct Admission {
     pub protocol: Protocol,
     /// `?room=`, absent, or why the query string could not be read.
     pub room: Result<Option<String>, String>,
+    /// `?resume=`: the token of a player to take back.
+    pub resume: Option<String>,
     pub seat: Seat,
 }
 
@@ -163,6 +193,26 @@ pub enum Seat {
 /// What an over-limit client is told.
 pub fn server_full_reason(max_connections: u32) -> String {
     format!("server is full ({max_connections} connections max); try again later")
+}
+
+/// A player without its connection: everything that keeps it in its room
+/// (the seat, the input queue, its place in the player count). Dropping it
+/// removes the player; [`Resumes`](crate::resume::Resumes) keeps it while
+/// the player's client may still come back.
+pub struct Parked<G: Game> {
+    seat: RoomSeat<G>,
+    inputs: InputQueue<G::Input>,
+    count: PlayerCount<G>,
+    player: PlayerId,
+    info: serde_json::Value,
+}
+
+/// Why a client could not get a player, as it is told.
+struct Refused {
+    metric: RefusedReason,
+    code: ErrorCode,
+    close: u16,
+    reason: String,
 }
 
 /// Runs one connection from upgrade to close.
@@ -189,10 +239,12 @@ async fn connect<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
         socket,
         protocol,
         send_timeout: shared.config.send_timeout,
+        counters: shared.metrics.session_counters(protocol.name()),
     };
     let _permit = match admission.seat {
         Seat::Admitted(permit) => permit,
         Seat::Refused(_refusal) => {
+            // Counted as refused when the limit was checked.
             let reason = server_full_reason(shared.config.max_connections);
             debug!("refused a connection: {reason}");
             conn.refuse(ErrorCode::ServerFull, close_code::TRY_AGAIN_LATER, reason)
@@ -200,61 +252,169 @@ async fn connect<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
             return;
         }
     };
-    if protocol == Protocol::Seed && !G::speaks_seed() {
-        let reason = format!(
-            "this game cannot be played with the seed protocol; connect with subprotocol `{}`",
-            protocol::NATIVE_JSON_V1
-        );
-        conn.refuse(ErrorCode::UnsupportedProtocol, close_code::POLICY, reason)
-            .await;
-        return;
-    }
-    let room = match admission.room {
-        Ok(room) => room.unwrap_or_else(|| shared.config.default_room.clone()),
-        Err(reason) => {
-            debug!("refused a connection: {reason}");
-            conn.refuse(ErrorCode::InvalidRoom, close_code::POLICY, reason)
+    let parked = match admit(&shared, protocol, admission.room, admission.resume).await {
+        Ok(parked) => parked,
+        Err(refused) => {
+            debug!("refused a connection: {}", refused.reason);
+            shared.metrics.refused(refused.metric);
+            conn.refuse(refused.code, refused.close, refused.reason)
                 .await;
             return;
         }
     };
+    shared.metrics.websockets_accepted.inc();
+    play(conn, shared, parked).await;
+}
+
+/// Finds this client its player: a new one in its room, or the one its
+/// resume token names.
+async fn admit<G: Game>(
+    shared: &Arc<Shared<G>>,
+    protocol: Protocol,
+    room: Result<Option<String>, String>,
+    resume: Option<String>,
+) -> Result<(Parked<G>, bool), Refused> {
+    if protocol == Protocol::Seed && !G::speaks_seed() {
+        return Err(Refused {
+            metric: RefusedReason::unsupported_protocol,
+            code: ErrorCode::UnsupportedProtocol,
+            close: close_code::POLICY,
+            reason: format!(
+                "this game cannot be played with the seed protocol; connect with subprotocol `{}`",
+                protocol::NATIVE_JSON_V1
+            ),
+        });
+    }
+    let room = room.map_err(|reason| Refused {
+        metric: RefusedReason::invalid_query,
+        code: ErrorCode::InvalidRoom,
+        close: close_code::POLICY,
+        reason,
+    })?;
+    if let Some(token) = resume {
+        return take_back(shared, protocol, &token, room.as_deref())
+            .await
+            .map(|parked| (parked, true));
+    }
+    let room = room.unwrap_or_else(|| shared.config.default_room.clone());
     if let Err(why) = validate_room_name(&room) {
         let shown = protocol::truncate(&room, 40);
-        let reason = format!("invalid room `{shown}`: {why}");
-        debug!("refused a connection: {reason}");
-        conn.refuse(ErrorCode::InvalidRoom, close_code::POLICY, reason)
-            .await;
-        return;
+        return Err(Refused {
+            metric: RefusedReason::invalid_room,
+            code: ErrorCode::InvalidRoom,
+            close: close_code::POLICY,
+            reason: format!("invalid room `{shown}`: {why}"),
+        });
     }
     // Given back when dropped, on every path out of this function.
-    let mut seat = match shared.rooms.reserve(&room) {
-        Ok(seat) => seat,
-        Err(why) => {
-            debug!("refused a connection: {why}");
-            let code = match why {
-                ReserveError::RoomFull { .. } => ErrorCode::RoomFull,
-                ReserveError::TooManyRooms { .. } => ErrorCode::TooManyRooms,
-            };
-            conn.refuse(code, close_code::TRY_AGAIN_LATER, why.to_string())
-                .await;
-            return;
+    let mut seat = shared.rooms.reserve(&room).map_err(|why| {
+        let (metric, code) = match why {
+            ReserveError::RoomFull { .. } => (RefusedReason::room_full, ErrorCode::RoomFull),
+            ReserveError::TooManyRooms { .. } => {
+                (RefusedReason::too_many_rooms, ErrorCode::TooManyRooms)
+            }
+        };
+        Refused {
+            metric,
+            code,
+            close: close_code::TRY_AGAIN_LATER,
+            reason: why.to_string(),
         }
-    };
+    })?;
     let player = shared.next_player_id();
     let Some(joined) = seat.join(player).await else {
         // The room stopped under us: its game panicked.
-        conn.close(close_code::INTERNAL, room_failed_reason(&room))
-            .await;
-        return;
+        return Err(Refused {
+            metric: RefusedReason::room_failed,
+            code: ErrorCode::RoomFailed,
+            close: close_code::INTERNAL,
+            reason: room_failed_reason(&room),
+        });
     };
+    let (count, _) = PlayerCount::join(shared);
+    Ok((
+        Parked {
+            seat,
+            inputs: joined.inputs,
+            count,
+            player,
+            info: joined.info,
+        },
+        false,
+    ))
+}
 
-    let (count, total) = PlayerCount::join(&shared);
-    info!(
+/// Takes back the player of `token`: at once if it is suspended, or from
+/// its live session (whose client has not noticed yet that it lost it).
+async fn take_back<G: Game>(
+    shared: &Arc<Shared<G>>,
+    protocol: Protocol,
+    token: &str,
+    room: Option<&str>,
+) -> Result<Parked<G>, Refused> {
+    let refused = |why: ResumeError| Refused {
+        metric: RefusedReason::resume_refused,
+        code: why.code(),
+        close: resume::REFUSED,
+        reason: why.to_string(),
+    };
+    if !protocol.resumable() {
+        return Err(Refused {
+            metric: RefusedReason::resume_refused,
+            code: ErrorCode::UnsupportedProtocol,
+            close: resume::REFUSED,
+            reason: format!(
+                "the seed protocol cannot resume players; connect with subprotocol `{}` or `{}`",
+                protocol::NATIVE_BIN_V1,
+                protocol::NATIVE_JSON_V1
+            ),
+        });
+    }
+    match shared.resumes.claim(token, room).map_err(refused)? {
+        Claimed::Ready(parked) => Ok(parked),
+        Claimed::HandingOver(handed) => {
+            // The live session hands over as soon as it sees the request;
+            // only a session stuck in a send takes up to the send timeout.
+            let wait = shared.config.send_timeout + Duration::from_secs(1);
+            match timeout(wait, handed).await {
+                Ok(Ok(parked)) => Ok(parked),
+                _ => Err(refused(ResumeError::Gone)),
+            }
+        }
+    }
+}
+
+/// Plays one connection's player until the connection ends, then parks
+/// the player for a resume or lets it go.
+async fn play<G: Game>(mut conn: Connection, shared: Arc<Shared<G>>, parked: (Parked<G>, bool)) {
+    let (parked, resumed) = parked;
+    let Parked {
+        seat,
+        inputs,
+        count,
         player,
-        room = %room,
-        protocol = protocol.name(),
-        "Player {player} connected. Total players: {total}"
-    );
+        info,
+    } = parked;
+    let room = seat.room().to_owned();
+    let span = tracing::Span::current();
+    span.record("room", room.as_str());
+    span.record("player", player);
+    let protocol = conn.protocol;
+    // Seed clients have nowhere to put a token; with a grace of 0 resuming is off.
+    let resumable = protocol.resumable() && !shared.config.resume_grace.is_zero();
+    let (token, mut asked, _never) = if resumable {
+        let (live, asked) = shared.resumes.issue(&room);
+        (Some(live), asked, None)
+    } else {
+        let (never, asked) = oneshot::channel();
+        (None, asked, Some(never))
+    };
+    if resumed {
+        shared.metrics.resumes.inc();
+        info!(player, room = %room, protocol = protocol.name(), "Player {player} resumed. Total players: {}", shared.players());
+    } else {
+        info!(player, room = %room, protocol = protocol.name(), "Player {player} connected. Total players: {}", shared.players());
+    }
 
     let welcome = match protocol {
         Protocol::Seed => encode::seed_init(player),
@@ -264,12 +424,15 @@ async fn connect<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
             tick_rate: shared.config.tick_rate,
             input_buffer: shared.config.input_buffer,
             server_time: protocol::unix_millis(std::time::SystemTime::now()),
-            world: &joined.info,
+            world: &info,
             schema: G::SCHEMA,
             view_size: shared.config.view_size.min(shared.config.world_size),
+            resume_token: token.as_ref().map(|t| t.token().to_string()),
+            resumed_seq: resumed.then(|| inputs.last_seq()),
         }),
     };
-    let end = match conn.send(Message::Text(welcome.into())).await {
+    let mut handover = None;
+    let (end, inputs, conn) = match conn.send(Message::Text(welcome.into())).await {
         Ok(()) => {
             let handle = seat.handle();
             let mut live = Live {
@@ -280,7 +443,7 @@ async fn connect<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
                 snapshots: handle.snapshots.clone(),
                 timings: Arc::clone(&handle.timings),
                 last_sent: None,
-                inputs: joined.inputs,
+                inputs,
                 bad_messages: BadMessages::default(),
                 dropped_inputs: 0,
                 limit: RateLimit::new(
@@ -289,20 +452,58 @@ async fn connect<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
                     Instant::now(),
                 ),
             };
-            live.serve(&shared).await
+            let end = live.serve(&shared, &mut asked, &mut handover).await;
+            (end, live.inputs, Some(live.conn))
         }
-        Err(end) => end,
+        Err(end) => (end, inputs, None),
     };
-
-    // Out of the room (and, if last, the room stops), then out of the count.
-    drop(seat);
-    let total = count.leave();
-    info!(
+    let parked = Parked {
+        seat,
+        inputs,
+        count,
         player,
-        room = %room,
-        reason = %end,
-        "Player {player} disconnected. Total players: {total}"
-    );
+        info,
+    };
+    match (end, token) {
+        (End::TakenOver, _) => {
+            if let Some(reply) = handover {
+                // If the new connection gave up meanwhile, the player leaves.
+                let _ = reply.send(parked);
+            }
+            info!(player, room = %room, "Player {player} moved to a resumed connection");
+            if let Some(mut conn) = conn {
+                conn.close(
+                    resume::TAKEN_OVER,
+                    "this player was resumed on another connection".into(),
+                )
+                .await;
+            }
+        }
+        (end, Some(token)) if end.resumable() && !shared.shutdown.is_cancelled() => {
+            let grace = shared.resumes.grace().as_secs_f64();
+            info!(
+                player,
+                room = %room,
+                reason = %end,
+                "Player {player} lost its connection; kept {grace} s for a resume"
+            );
+            shared.resumes.suspend(token, parked, asked);
+        }
+        (end, token) => {
+            // The token (if any) is retired; the player leaves its room,
+            // then the count.
+            drop(token);
+            let Parked { seat, count, .. } = parked;
+            drop(seat);
+            let total = count.leave();
+            info!(
+                player,
+                room = %room,
+                reason = %end,
+                "Player {player} disconnected. Total players: {total}"
+            );
+        }
+    }
 }
 
 /// The socket with its protocol and send policy.
@@ -310,11 +511,17 @@ struct Connection {
     socket: WebSocket,
     protocol: Protocol,
     send_timeout: Duration,
+    /// Messages and bytes in and out, by protocol.
+    counters: SessionCounters,
 }
 
 impl Connection {
     /// Sends one message, giving up on clients that do not take it in time.
     async fn send(&mut self, msg: Message) -> Result<(), End> {
+        if let Some(len) = data_len(&msg) {
+            self.counters.messages_out.inc();
+            self.counters.bytes_out.inc_by(len);
+        }
         let mut sending = std::pin::pin!(self.socket.send(msg));
         // Almost every send completes at once (the kernel takes the bytes):
         // only start the timer when it does not. That is one timer fewer per
@@ -362,6 +569,16 @@ impl Connection {
     }
 }
 
+/// The payload size of a data message (text or binary); `None` for control
+/// frames, which the message counters leave out.
+fn data_len(msg: &Message) -> Option<u64> {
+    match msg {
+        Message::Text(t) => Some(t.len() as u64),
+        Message::Binary(b) => Some(b.len() as u64),
+        _ => None,
+    }
+}
+
 /// Waits for the room's next snapshot; hands the receiver back so the
 /// session can wait again (one future per snapshot, not per loop turn).
 /// `None` when the room is gone.
@@ -392,7 +609,18 @@ struct Live<I> {
 }
 
 impl<I: Send + 'static> Live<I> {
-    async fn serve<G: Game<Input = I>>(&mut self, shared: &Shared<G>) -> End {
+    /// Serves the client until the connection ends. A claim of this
+    /// player's resume token arrives on `asked`: its reply channel is put
+    /// in `handover`, and the session ends with [`End::TakenOver`].
+    async fn serve<G: Game<Input = I>>(
+        &mut self,
+        shared: &Shared<G>,
+        asked: &mut oneshot::Receiver<Takeover<Parked<G>>>,
+        handover: &mut Option<Takeover<Parked<G>>>,
+    ) -> End {
+        let metrics = &shared.metrics;
+        // Until a claim comes; false once the token is retired without one.
+        let mut claimable = true;
         let config = &shared.config;
         let mut ping =
             tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
@@ -432,13 +660,28 @@ impl<I: Send + 'static> Live<I> {
                         other => other,
                     };
                 }
+                claim = &mut *asked, if claimable => match claim {
+                    Ok(reply) => {
+                        *handover = Some(reply);
+                        return End::TakenOver;
+                    }
+                    Err(_) => {
+                        claimable = false;
+                        Ok(())
+                    }
+                },
                 incoming = self.conn.socket.recv(), if turns > 0 => {
                     turns -= 1;
                     let msg = match incoming {
-                        None | Some(Ok(Message::Close(_))) => return End::ClientClosed,
-                        Some(Err(e)) => return self.on_socket_error(e, config.max_message_bytes).await,
+                        None => return End::ClientClosed(None),
+                        Some(Ok(Message::Close(frame))) => return self.closed_by_client(frame).await,
+                        Some(Err(e)) => return self.on_socket_error(e, config.max_message_bytes, metrics).await,
                         Some(Ok(msg)) => msg,
                     };
+                    if let Some(len) = data_len(&msg) {
+                        self.conn.counters.messages_in.inc();
+                        self.conn.counters.bytes_in.inc_by(len);
+                    }
                     match self.limit.check(Instant::now()) {
                         Verdict::Accept => match msg {
                             Message::Pong(_) => {
@@ -448,25 +691,30 @@ impl<I: Send + 'static> Live<I> {
                             Message::Ping(_) => Ok(()), // answered by the WebSocket layer
                             Message::Text(text) => {
                                 let decoded = protocol::decode::<G>(self.conn.protocol, text.as_str());
-                                self.on_message(decoded).await
+                                self.on_message(decoded, metrics).await
                             }
                             Message::Binary(bytes) if self.conn.protocol.accepts_binary() => {
                                 let decoded = protocol::decode_binary::<G>(&bytes);
-                                self.on_message(decoded).await
+                                self.on_message(decoded, metrics).await
                             }
                             Message::Binary(_) => {
+                                metrics.protocol_error("binary_not_accepted");
                                 return self.conn.close(
                                     close_code::UNSUPPORTED_DATA,
                                     format!("binary frames are not accepted by protocol {}; send JSON text frames (or connect with `{}`)", self.conn.protocol.name(), protocol::NATIVE_BIN_V1),
                                 ).await;
                             }
-                            Message::Close(_) => return End::ClientClosed,
+                            Message::Close(frame) => return self.closed_by_client(frame).await,
                         },
                         Verdict::Drop { first } => {
                             self.inputs.unread();
+                            metrics.protocol_error("rate_limited");
                             self.over_rate(first, config).await
                         }
-                        Verdict::Close => return self.flooded(config).await,
+                        Verdict::Close => {
+                            metrics.protocol_error("rate_limit_close");
+                            return self.flooded(config).await;
+                        }
                     }
                 },
                 (receiver, snapshot) = &mut next => {
@@ -480,8 +728,14 @@ impl<I: Send + 'static> Live<I> {
                             let sent = self.conn.send(msg).await;
                             let now = std::time::Instant::now();
                             let budget = config.tick_interval();
-                            self.timings.fanout.record(now - snapshot.published, budget);
+                            let fanout = now - snapshot.published;
+                            self.timings.fanout.record(fanout, budget);
+                            metrics.fanout_seconds.observe(fanout.as_secs_f64());
                             if let Some((tick, at)) = self.last_sent {
+                                let skipped = snapshot.tick.saturating_sub(tick + 1);
+                                if skipped > 0 {
+                                    metrics.snapshots_skipped.inc_by(skipped);
+                                }
                                 if tick + 1 == snapshot.tick {
                                     // Over budget: more than 1.5 ticks apart.
                                     self.timings.send_gap.record(now - at, budget + budget / 2);
@@ -499,10 +753,13 @@ impl<I: Send + 'static> Live<I> {
                 }
                 _ = &mut idle => {
                     let secs = config.idle_timeout.as_secs_f64();
-                    return self.conn.close(
+                    return match self.conn.close(
                         close_code::GOING_AWAY,
                         format!("idle timeout: no pong for {secs} s; answer WebSocket pings to stay connected"),
-                    ).await;
+                    ).await {
+                        End::Closed { .. } => End::IdleTimeout,
+                        other => other,
+                    };
                 }
                 // Only after `CLIENT_TURNS` client messages in a row; see above.
                 () = std::future::ready(()), if turns == 0 => {
@@ -514,6 +771,16 @@ impl<I: Send + 'static> Live<I> {
                 return end;
             }
         }
+    }
+
+    /// The client sent a close frame: answer it (RFC 6455 §5.5.1).
+    /// tungstenite queues the reply on reading the close but only writes
+    /// it on a later read, write or flush; without this flush the socket
+    /// was dropped first, and a browser saw an unclean close (1006) after
+    /// leaving normally.
+    async fn closed_by_client(&mut self, frame: Option<CloseFrame>) -> End {
+        let _ = timeout(self.conn.send_timeout, self.conn.socket.flush()).await;
+        End::ClientClosed(frame.map(|f| f.code))
     }
 
     /// A message dropped by the rate limit; the client is told once per
@@ -560,6 +827,7 @@ impl<I: Send + 'static> Live<I> {
     async fn on_message(
         &mut self,
         decoded: Result<ClientMessage<I>, ProtocolError>,
+        metrics: &Metrics,
     ) -> Result<(), End> {
         match decoded {
             Ok(ClientMessage::Input { seq, input }) => match self.inputs.push(seq, input) {
@@ -567,6 +835,7 @@ impl<I: Send + 'static> Live<I> {
                 // A full queue means the client sends faster than the tick:
                 // dropping is the rule that makes flooding useless.
                 Ok(Pushed::Dropped) => {
+                    metrics.inputs_dropped.inc();
                     self.dropped_inputs = self.dropped_inputs.saturating_add(1);
                     if self.dropped_inputs.is_power_of_two() {
                         debug!(
@@ -578,6 +847,7 @@ impl<I: Send + 'static> Live<I> {
                     Ok(())
                 }
                 Err(jump) => {
+                    metrics.protocol_error("seq_jump");
                     self.bad_message(ProtocolError {
                         code: ErrorCode::InvalidMessage,
                         message: jump.to_string(),
@@ -591,7 +861,10 @@ impl<I: Send + 'static> Live<I> {
                     .send(Message::Text(encode::pong(id, now).into()))
                     .await
             }
-            Err(err) => self.bad_message(err).await,
+            Err(err) => {
+                metrics.protocol_error(err.code.as_str());
+                self.bad_message(err).await
+            }
         }
     }
 
@@ -626,7 +899,7 @@ impl<I: Send + 'static> Live<I> {
     }
 
     /// Maps a failed read to the close code the RFC assigns to it.
-    async fn on_socket_error(&mut self, err: axum::Error, limit: u32) -> End {
+    async fn on_socket_error(&mut self, err: axum::Error, limit: u32, metrics: &Metrics) -> End {
         use tungstenite::error::{CapacityError, Error as WsError};
         let inner = err.into_inner();
         match inner.downcast_ref::<WsError>() {
@@ -636,6 +909,7 @@ impl<I: Send + 'static> Live<I> {
                     _ => "a message".to_owned(),
                 };
                 debug!(player = self.player, "message too big: {cap}");
+                metrics.protocol_error("message_too_big");
                 self.conn
                     .close(
                         close_code::TOO_BIG,
@@ -645,6 +919,7 @@ impl<I: Send + 'static> Live<I> {
             }
             Some(WsError::Utf8(_)) => {
                 debug!(player = self.player, "invalid UTF-8 in a text frame");
+                metrics.protocol_error("invalid_utf8");
                 self.conn
                     .close(
                         close_code::INVALID_PAYLOAD,
@@ -654,6 +929,7 @@ impl<I: Send + 'static> Live<I> {
             }
             Some(WsError::Protocol(violation)) => match protocol_violation(violation) {
                 Some(what) => {
+                    metrics.protocol_error("websocket_violation");
                     debug!(
                         player = self.player,
                         "WebSocket protocol violation: {violation}"
@@ -664,6 +940,15 @@ impl<I: Send + 'static> Live<I> {
                             format!("WebSocket protocol violation: {what}"),
                         )
                         .await
+                }
+                // The peer went away without a close frame: a lost
+                // connection, not an error.
+                None if matches!(
+                    violation,
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                ) =>
+                {
+                    End::ClientClosed(None)
                 }
                 None => End::SocketError(inner.to_string()),
             },

@@ -123,12 +123,15 @@ async fn sigint_and_settings_from_the_environment() {
             ("HOST", "127.0.0.1"),
             ("PLAYFIELD_DEFAULT_ROOM", "arena"),
             ("PLAYFIELD_TICK_RATE", "30"),
+            // Resuming off: the dropped player below leaves at once.
+            ("PLAYFIELD_RESUME_GRACE", "0"),
         ],
     );
     let mut ws = connect(&format!("ws://{}/ws", run.addr), Some("playfield.v1.json")).await;
     let welcome = next_of(&mut ws, "welcome").await;
     assert_eq!(welcome["room"], "arena");
     assert_eq!(welcome["tick_rate"], 30);
+    assert_eq!(welcome.get("resume_token"), None, "resuming is off");
     drop(ws);
     shutdown_by("-INT", run).await;
 }

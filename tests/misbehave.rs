@@ -285,6 +285,9 @@ async fn non_reading_client_is_dropped_without_delaying_others() {
     let server = TestServer::with(|c| {
         c.ping_interval = Duration::from_millis(250);
         c.idle_timeout = Duration::from_millis(2500);
+        // Dropped for not answering pings, the player is kept for a resume
+        // this long, then removed.
+        c.resume_grace = Duration::from_millis(1000);
     })
     .await;
     let mut watcher = server.seed().await;

@@ -338,7 +338,7 @@ async fn rooms_are_isolated_listed_and_removed() {
     }
     assert_eq!(v["players"], 3);
 
-    drop(a);
+    leave(a).await;
     let deadline = Instant::now() + WAIT;
     loop {
         let (_, _, body) = http_get(&server.http("/rooms")).await;

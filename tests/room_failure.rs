@@ -225,4 +225,9 @@ async fn a_panicking_session_gives_back_its_seat() {
         .find(|l| l.contains("a session panicked"))
         .unwrap_or_else(|| panic!("not logged through tracing:\n{text}"));
     assert!(line.contains("fragile decoder: poisoned input"), "{line}");
+    // Each connection's lines carry its span: connection id, peer, room, player.
+    assert!(line.contains("conn{id="), "{line}");
+    assert!(line.contains("peer=\"127.0.0.1:"), "{line}");
+    assert!(line.contains("room=\"solo\""), "{line}");
+    assert!(line.contains("player="), "{line}");
 }

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -127,14 +128,19 @@ pub(super) async fn run(shared: Rc<Shared>, index: u32) {
         }
         match end {
             End::Stopped | End::Churned => {
-                // Close cleanly, and wait for the server's close so it sees a
-                // normal leave rather than a reset; bounded.
+                // Close cleanly (1000: leaving for good, so the server
+                // removes the player now rather than keeping it for a
+                // resume), and wait for the server's close; bounded.
                 let deadline = match end {
                     End::Stopped => shared.shutdown_deadline(),
                     _ => Instant::now() + Duration::from_secs(2),
                 };
                 let _ = tokio::time::timeout_at(deadline, async {
-                    if ws.close(None).await.is_ok() {
+                    let bye = CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: Utf8Bytes::from_static("bye"),
+                    };
+                    if ws.close(Some(bye)).await.is_ok() {
                         while let Some(Ok(_)) = ws.next().await {}
                     }
                 })

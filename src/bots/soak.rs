@@ -42,6 +42,7 @@ pub(super) async fn scrape(ws_url: &str) -> Value {
                 ("rss_bytes", "playfield_resident_memory_bytes"),
                 ("open_fds", "playfield_open_fds"),
                 ("connections_open", "playfield_connections_open"),
+                ("players_suspended", "playfield_players_suspended"),
             ] {
                 if let Some(v) = sample(&text, name) {
                     out[key] = json!(v);

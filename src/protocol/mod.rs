@@ -96,6 +96,12 @@ impl Protocol {
     pub fn accepts_binary(self) -> bool {
         self == Protocol::NativeBin
     }
+
+    /// Whether its clients can resume a player: the native protocols carry
+    /// a `resume_token` in `welcome`; the seed's `init` has no place for one.
+    pub fn resumable(self) -> bool {
+        self != Protocol::Seed
+    }
 }
 
 /// A decoded client message.
@@ -126,6 +132,16 @@ pub enum ErrorCode {
     ServerFull,
     UnsupportedProtocol,
     RateLimited,
+    /// `?resume=`: malformed, or never issued by this server.
+    ResumeInvalid,
+    /// `?resume=`: the token was used already.
+    ResumeUsed,
+    /// `?resume=`: the grace period ended, or the player left.
+    ResumeExpired,
+    /// `?resume=`: the token's player is in another room than `?room=`.
+    ResumeWrongRoom,
+    /// The room stopped after an internal error while joining.
+    RoomFailed,
 }
 
 impl ErrorCode {
@@ -140,6 +156,11 @@ impl ErrorCode {
             ErrorCode::ServerFull => "server_full",
             ErrorCode::UnsupportedProtocol => "unsupported_protocol",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ResumeInvalid => "resume_invalid",
+            ErrorCode::ResumeUsed => "resume_used",
+            ErrorCode::ResumeExpired => "resume_expired",
+            ErrorCode::ResumeWrongRoom => "resume_wrong_room",
+            ErrorCode::RoomFailed => "room_failed",
         }
     }
 }
@@ -286,11 +307,16 @@ pub mod encode {
         pub schema: &'a crate::replicate::Schema,
         /// Side of the square the client sees around its entity (px).
         pub view_size: f64,
+        /// The token to resume this player with, if resuming is on.
+        pub resume_token: Option<String>,
+        /// On a resumed connection: the highest input `seq` the server has
+        /// accepted from this player. The client goes on counting above it.
+        pub resumed_seq: Option<u32>,
     }
 
     /// Native `welcome` (JSON text in both encodings).
     pub fn welcome<W: Serialize>(w: &Welcome<'_, W>) -> String {
-        serde_json::json!({
+        let mut msg = serde_json::json!({
             "type": "welcome",
             "protocol": NATIVE_VERSION,
             "id": w.id,
@@ -301,8 +327,15 @@ pub mod encode {
             "world": w.world,
             "schema": w.schema,
             "view_size": w.view_size,
-        })
-        .to_string()
+        });
+        if let Some(token) = &w.resume_token {
+            msg["resume_token"] = token.as_str().into();
+        }
+        msg["resumed"] = w.resumed_seq.is_some().into();
+        if let Some(seq) = w.resumed_seq {
+            msg["last_seq"] = seq.into();
+        }
+        msg.to_string()
     }
 
     /// Native `snapshot` for one client: a small per-client header around the

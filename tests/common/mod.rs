@@ -245,3 +245,16 @@ pub async fn http_get(url: &str) -> (u16, String, String) {
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, head.to_owned(), body.to_owned())
 }
+
+/// Leaves for good: a close frame with 1000, which tells the server not to
+/// keep the player for a resume. (Dropping a native client's socket instead
+/// keeps its player for `--resume-grace`.)
+pub async fn leave(mut ws: Ws) {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let bye = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    };
+    let _ = ws.close(Some(bye)).await;
+    let _ = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+}
