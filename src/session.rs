@@ -479,7 +479,10 @@ async fn play<G: Game>(mut conn: Connection, shared: Arc<Shared<G>>, parked: (Pa
                 .await;
             }
         }
-        (end, Some(token)) if end.resumable() && !shared.shutdown.is_cancelled() => {
+        // Only a client that got its token (in the welcome) can come back.
+        (end, Some(token))
+            if end.resumable() && conn.is_some() && !shared.shutdown.is_cancelled() =>
+        {
             let grace = shared.resumes.grace().as_secs_f64();
             info!(
                 player,

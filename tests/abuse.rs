@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{expect_close, http_get, next_of, Ws, WAIT};
+use common::{client_frame, expect_close, http_get, next_of, parse_frame, Ws, MASK, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -426,50 +426,8 @@ impl Raw {
     }
 }
 
-/// One frame as a client writes it: the first byte (FIN, RSV bits, opcode)
-/// and the payload, masked with `mask` (or unmasked, which clients must not).
-fn frame(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = vec![b0];
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => out.push(mask_bit | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    match mask {
-        Some(key) => {
-            out.extend_from_slice(&key);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
-}
-
-const MASK: Option<[u8; 4]> = Some([0x37, 0xfa, 0x21, 0x3d]);
 /// FIN + text.
 const TEXT: u8 = 0x81;
-
-/// `(bytes used, opcode, payload)` of a whole unmasked frame at the start of `b`.
-fn parse_frame(b: &[u8]) -> Option<(usize, u8, Vec<u8>)> {
-    let (&b0, &b1) = (b.first()?, b.get(1)?);
-    let (len, at) = match b1 & 0x7f {
-        126 => (u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize, 4),
-        127 => (
-            u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize,
-            10,
-        ),
-        n => (n as usize, 2),
-    };
-    let payload = b.get(at..at + len)?.to_vec();
-    Some((at + len, b0 & 0x0f, payload))
-}
 
 // --- 1. Churn -------------------------------------------------------------
 
@@ -944,22 +902,27 @@ async fn violator(server: &Server) -> String {
         (
             "/",
             None,
-            frame(TEXT, br#"{"type":"move","direction":"UP"}"#, None),
+            client_frame(TEXT, br#"{"type":"move","direction":"UP"}"#, None),
             "unmasked",
         ),
         (
             "/ws",
             Some(JSON),
-            frame(0x83, b"x", MASK),
+            client_frame(0x83, b"x", MASK),
             "reserved opcode 0x3",
         ),
         (
             "/ws",
             Some(BIN),
-            frame(0x8B, b"", MASK),
+            client_frame(0x8B, b"", MASK),
             "reserved opcode 0xb",
         ),
-        ("/ws", Some(JSON), frame(0xC1, ping, MASK), "reserved bits"),
+        (
+            "/ws",
+            Some(JSON),
+            client_frame(0xC1, ping, MASK),
+            "reserved bits",
+        ),
     ];
     let start = Instant::now();
     for (path, proto, bad, expect) in cases {
@@ -991,7 +954,7 @@ async fn slow_reader(server: &Server) -> String {
     let direction = "N".repeat(900);
     let text = format!(r#"{{"type":"move","direction":"{direction}"}}"#);
     assert!(text.len() < MAX_MESSAGE);
-    let bad_move = frame(TEXT, text.as_bytes(), MASK);
+    let bad_move = client_frame(TEXT, text.as_bytes(), MASK);
     let Raw { tcp, .. } = raw;
     let (_read_half, mut write_half) = tcp.into_split();
     let written = Arc::new(AtomicUsize::new(0));

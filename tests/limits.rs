@@ -74,30 +74,8 @@ async fn raw_ws(
 /// One frame as a client writes it: FIN bit, opcode, and the payload masked
 /// with `mask` (or sent unmasked, which clients must not do).
 fn frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = vec![(u8::from(fin) << 7) | opcode];
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => out.push(mask_bit | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    match mask {
-        Some(key) => {
-            out.extend_from_slice(&key);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
+    client_frame((u8::from(fin) << 7) | opcode, payload, mask)
 }
-
-const MASK: Option<[u8; 4]> = Some([0x37, 0xfa, 0x21, 0x3d]);
 
 /// A server frame: opcode and payload.
 async fn read_frame(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>)> {
@@ -113,21 +91,6 @@ async fn read_frame(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(u8, Vec<u
             Err(_) => panic!("timed out waiting for a frame"),
         }
     }
-}
-
-/// `(bytes used, opcode, payload)` of a whole unmasked frame at the start of `b`.
-fn parse_frame(b: &[u8]) -> Option<(usize, u8, Vec<u8>)> {
-    let (&b0, &b1) = (b.first()?, b.get(1)?);
-    let (len, at) = match b1 & 0x7f {
-        126 => (u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize, 4),
-        127 => (
-            u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize,
-            10,
-        ),
-        n => (n as usize, 2),
-    };
-    let payload = b.get(at..at + len)?.to_vec();
-    Some((at + len, b0 & 0x0f, payload))
 }
 
 /// Reads frames until the server's close; its code and reason. `None` if

@@ -30,6 +30,18 @@ async fn walk(ws: &mut Ws, dx: i32, from_seq: u32, steps: u32) {
     }
 }
 
+/// A watcher, and a player it sees: `(watcher, player's socket, id, token)`.
+async fn watched_player(server: &TestServer) -> (Ws, Ws, Value, String) {
+    let mut watcher = server.native("").await;
+    let _ = next_of(&mut watcher, "welcome").await;
+    let mut ws = server.native("").await;
+    let welcome = next_of(&mut ws, "welcome").await;
+    let id = welcome["id"].clone();
+    let token = welcome["resume_token"].as_str().unwrap().to_owned();
+    wait_for(&mut watcher, "snapshot", |s| player(s, &id).is_some()).await;
+    (watcher, ws, id, token)
+}
+
 /// The `error` and close a refused resume gets.
 async fn refused(ws: &mut Ws) -> (String, u16, String) {
     let err = next_of(ws, "error").await;
@@ -138,13 +150,7 @@ async fn binary_clients_resume_too() {
 #[tokio::test]
 async fn after_the_grace_period_the_player_is_gone_and_the_token_expired() {
     let server = TestServer::with(|c| c.resume_grace = Duration::from_millis(300)).await;
-    let mut watcher = server.native("").await;
-    let _ = next_of(&mut watcher, "welcome").await;
-    let mut ws = server.native("").await;
-    let welcome = next_of(&mut ws, "welcome").await;
-    let id = welcome["id"].clone();
-    let token = welcome["resume_token"].as_str().unwrap().to_owned();
-    wait_for(&mut watcher, "snapshot", |s| player(s, &id).is_some()).await;
+    let (mut watcher, ws, id, token) = watched_player(&server).await;
     drop(ws);
     wait_for(&mut watcher, "snapshot", |s| player(s, &id).is_none()).await;
     let mut late = server.native(&format!("?resume={token}")).await;
@@ -179,13 +185,7 @@ async fn a_live_player_is_taken_over_and_its_old_connection_told() {
 #[tokio::test]
 async fn a_player_who_leaves_with_1000_is_removed_at_once() {
     let server = TestServer::start().await;
-    let mut watcher = server.native("").await;
-    let _ = next_of(&mut watcher, "welcome").await;
-    let mut ws = server.native("").await;
-    let welcome = next_of(&mut ws, "welcome").await;
-    let id = welcome["id"].clone();
-    let token = welcome["resume_token"].as_str().unwrap().to_owned();
-    wait_for(&mut watcher, "snapshot", |s| player(s, &id).is_some()).await;
+    let (mut watcher, mut ws, id, token) = watched_player(&server).await;
     ws.send(Message::Close(Some(CloseFrame {
         code: CloseCode::Normal,
         reason: "bye".into(),

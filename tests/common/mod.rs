@@ -258,3 +258,49 @@ pub async fn leave(mut ws: Ws) {
     let _ = ws.close(Some(bye)).await;
     let _ = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
 }
+
+/// One WebSocket frame as a client writes it, for tests that break the
+/// rules on a raw socket: the first byte (FIN, RSV bits, opcode) and the
+/// payload, masked with `mask` (or unmasked, which clients must not do).
+pub fn client_frame(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![b0];
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        Some(key) => {
+            out.extend_from_slice(&key);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+/// A masking key for [`client_frame`].
+pub const MASK: Option<[u8; 4]> = Some([0x37, 0xfa, 0x21, 0x3d]);
+
+/// `(bytes used, opcode, payload)` of a whole unmasked (server) frame at the
+/// start of `b`, if it is all there.
+pub fn parse_frame(b: &[u8]) -> Option<(usize, u8, Vec<u8>)> {
+    let (&b0, &b1) = (b.first()?, b.get(1)?);
+    let (len, at) = match b1 & 0x7f {
+        126 => (u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize, 4),
+        127 => (
+            u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    let payload = b.get(at..at + len)?.to_vec();
+    Some((at + len, b0 & 0x0f, payload))
+}
