@@ -165,6 +165,8 @@ enum Slot<S> {
     Suspended {
         room: String,
         state: S,
+        /// An earlier token that claims this slot too (see [`Resumes::suspend`]).
+        alias: Option<Token>,
     },
 }
 
@@ -185,6 +187,8 @@ enum Fate {
 
 struct Inner<S> {
     slots: HashMap<Token, Slot<S>>,
+    /// Earlier tokens that lead to a suspended slot: alias → slot's token.
+    aliases: HashMap<Token, Token>,
     suspended: usize,
     retired: HashMap<Token, Fate>,
     /// When each retired token was retired, oldest first.
@@ -251,6 +255,7 @@ impl<S: Send + 'static> Resumes<S> {
         Arc::new(Resumes {
             inner: Mutex::new(Inner {
                 slots: HashMap::new(),
+                aliases: HashMap::new(),
                 suspended: 0,
                 retired: HashMap::new(),
                 retired_order: VecDeque::new(),
@@ -307,6 +312,7 @@ impl<S: Send + 'static> Resumes<S> {
     pub fn claim(&self, token: &str, room: Option<&str>) -> Result<Claimed<S>, ResumeError> {
         let token = Token::parse(token).ok_or(ResumeError::Malformed)?;
         let mut inner = self.lock();
+        let token = inner.aliases.get(&token).copied().unwrap_or(token);
         let Some(slot) = inner.slots.get(&token) else {
             return Err(match inner.retired.get(&token) {
                 Some(Fate::Used) => ResumeError::Used,
@@ -323,8 +329,12 @@ impl<S: Send + 'static> Resumes<S> {
         let slot = inner.slots.remove(&token);
         inner.retire(token, Fate::Used);
         match slot {
-            Some(Slot::Suspended { state, .. }) => {
+            Some(Slot::Suspended { state, alias, .. }) => {
                 inner.suspended -= 1;
+                if let Some(alias) = alias {
+                    inner.aliases.remove(&alias);
+                    inner.retire(alias, Fate::Used);
+                }
                 Ok(Claimed::Ready(state))
             }
             Some(Slot::Live { takeover, .. }) => {
@@ -341,11 +351,18 @@ impl<S: Send + 'static> Resumes<S> {
     /// The connection of `live` dropped: keep `state` for the grace period,
     /// then drop it (the player leaves). If the token was claimed meanwhile,
     /// `state` goes to the claimer instead, through `asked`.
+    ///
+    /// `also` is the token this connection resumed its player with, when
+    /// the connection ended before its client was heard from: the client
+    /// may never have received the `welcome` with the new token (it gave up
+    /// on the connection while the server was busy, say). Both tokens then
+    /// lead to the player, until one of them is used.
     pub fn suspend(
         self: &Arc<Self>,
         mut live: Live<S>,
         state: S,
         mut asked: oneshot::Receiver<Takeover<S>>,
+        also: Option<Token>,
     ) {
         live.done = true;
         let token = live.token;
@@ -353,8 +370,16 @@ impl<S: Send + 'static> Resumes<S> {
         match inner.slots.get_mut(&token) {
             Some(slot @ Slot::Live { .. }) => {
                 let room = slot.room().to_owned();
-                *slot = Slot::Suspended { room, state };
+                *slot = Slot::Suspended {
+                    room,
+                    state,
+                    alias: also,
+                };
                 inner.suspended += 1;
+                if let Some(also) = also {
+                    inner.retired.remove(&also);
+                    inner.aliases.insert(also, token);
+                }
                 drop(inner);
                 let resumes = Arc::clone(self);
                 let grace = self.grace;
@@ -384,6 +409,13 @@ impl<S: Send + 'static> Resumes<S> {
         let slot = inner.slots.remove(&token);
         inner.suspended -= 1;
         inner.retire(token, Fate::Expired);
+        if let Some(Slot::Suspended {
+            alias: Some(alias), ..
+        }) = &slot
+        {
+            inner.aliases.remove(alias);
+            inner.retire(*alias, Fate::Expired);
+        }
         drop(inner);
         // Dropped outside the lock: its guards talk to the room.
         drop(slot);
@@ -427,7 +459,7 @@ mod tests {
         let r = Resumes::new(Duration::from_secs(10));
         let (live, asked) = r.issue("lobby");
         let token = live.token().to_string();
-        r.suspend(live, "player 1", asked);
+        r.suspend(live, "player 1", asked, None);
         assert_eq!(r.suspended(), 1);
         assert_eq!(
             r.claim(&token, Some("other")).err(),
@@ -451,7 +483,7 @@ mod tests {
         let (live, asked) = r.issue("lobby");
         let token = live.token().to_string();
         let state = Arc::new(());
-        r.suspend(live, Arc::clone(&state), asked);
+        r.suspend(live, Arc::clone(&state), asked, None);
         tokio::time::sleep(Duration::from_millis(9_900)).await;
         assert_eq!(Arc::strong_count(&state), 2, "still kept");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -488,9 +520,55 @@ mod tests {
             panic!("expected a hand-over");
         };
         // The session ended before it saw the request.
-        r.suspend(live, "player 1", asked);
+        r.suspend(live, "player 1", asked, None);
         assert_eq!(r.suspended(), 0);
         assert_eq!(handed.await.unwrap(), "player 1");
+    }
+
+    /// A resumed connection that ends before its client said anything may
+    /// never have delivered its welcome: the token it was resumed with
+    /// works again, as does the new one, once.
+    #[tokio::test(start_paused = true)]
+    async fn an_unheard_resume_keeps_the_old_token_valid() {
+        let r = Resumes::new(Duration::from_secs(10));
+        let (live, asked) = r.issue("lobby");
+        let first = live.token();
+        r.suspend(live, "player 1", asked, None);
+        assert_eq!(ready(r.claim(&first.to_string(), None)), "player 1");
+        let (live, asked) = r.issue("lobby");
+        let second = live.token();
+        r.suspend(live, "player 1", asked, Some(first));
+        assert_eq!(r.suspended(), 1);
+        assert_eq!(ready(r.claim(&first.to_string(), None)), "player 1");
+        assert_eq!(
+            r.claim(&second.to_string(), None).err(),
+            Some(ResumeError::Used)
+        );
+        assert_eq!(
+            r.claim(&first.to_string(), None).err(),
+            Some(ResumeError::Used)
+        );
+        // Or the new one, and then the old one is used up too; and both
+        // expire together.
+        let (live, asked) = r.issue("lobby");
+        let third = live.token();
+        r.suspend(live, "player 1", asked, Some(first));
+        assert_eq!(ready(r.claim(&third.to_string(), None)), "player 1");
+        assert_eq!(
+            r.claim(&first.to_string(), None).err(),
+            Some(ResumeError::Used)
+        );
+        let (live, asked) = r.issue("lobby");
+        let fourth = live.token();
+        r.suspend(live, "player 1", asked, Some(third));
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        for t in [third, fourth] {
+            assert!(matches!(
+                r.claim(&t.to_string(), None).err(),
+                Some(ResumeError::Expired { .. })
+            ));
+        }
+        assert!(r.lock().aliases.is_empty());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::game::{Game, PlayerId};
 use crate::metrics::{Metrics, RefusedReason, SessionCounters};
 use crate::protocol::encoder::Encoder;
 use crate::protocol::{self, encode, ClientMessage, ErrorCode, Protocol, ProtocolError};
-use crate::resume::{self, Claimed, ResumeError, Takeover};
+use crate::resume::{self, Claimed, ResumeError, Takeover, Token};
 use crate::room::{
     panic_message, validate_room_name, InputQueue, Pushed, ReserveError, RoomTimings,
     Seat as RoomSeat,
@@ -273,7 +273,7 @@ async fn admit<G: Game>(
     protocol: Protocol,
     room: Result<Option<String>, String>,
     resume: Option<String>,
-) -> Result<(Parked<G>, bool), Refused> {
+) -> Result<(Parked<G>, Option<Token>), Refused> {
     if protocol == Protocol::Seed && !G::speaks_seed() {
         return Err(Refused {
             metric: RefusedReason::unsupported_protocol,
@@ -294,7 +294,7 @@ async fn admit<G: Game>(
     if let Some(token) = resume {
         return take_back(shared, protocol, &token, room.as_deref())
             .await
-            .map(|parked| (parked, true));
+            .map(|parked| (parked, Token::parse(&token)));
     }
     let room = room.unwrap_or_else(|| shared.config.default_room.clone());
     if let Err(why) = validate_room_name(&room) {
@@ -340,7 +340,7 @@ async fn admit<G: Game>(
             player,
             info: joined.info,
         },
-        false,
+        None,
     ))
 }
 
@@ -386,8 +386,14 @@ async fn take_back<G: Game>(
 
 /// Plays one connection's player until the connection ends, then parks
 /// the player for a resume or lets it go.
-async fn play<G: Game>(mut conn: Connection, shared: Arc<Shared<G>>, parked: (Parked<G>, bool)) {
-    let (parked, resumed) = parked;
+/// `resumed_with` is the token this connection resumed its player with.
+async fn play<G: Game>(
+    mut conn: Connection,
+    shared: Arc<Shared<G>>,
+    parked: (Parked<G>, Option<Token>),
+) {
+    let (parked, resumed_with) = parked;
+    let resumed = resumed_with.is_some();
     let Parked {
         seat,
         inputs,
@@ -432,6 +438,7 @@ async fn play<G: Game>(mut conn: Connection, shared: Arc<Shared<G>>, parked: (Pa
         }),
     };
     let mut handover = None;
+    let mut heard = false;
     let (end, inputs, conn) = match conn.send(Message::Text(welcome.into())).await {
         Ok(()) => {
             let handle = seat.handle();
@@ -443,6 +450,7 @@ async fn play<G: Game>(mut conn: Connection, shared: Arc<Shared<G>>, parked: (Pa
                 snapshots: handle.snapshots.clone(),
                 timings: Arc::clone(&handle.timings),
                 last_sent: None,
+                heard: false,
                 inputs,
                 bad_messages: BadMessages::default(),
                 dropped_inputs: 0,
@@ -453,6 +461,7 @@ async fn play<G: Game>(mut conn: Connection, shared: Arc<Shared<G>>, parked: (Pa
                 ),
             };
             let end = live.serve(&shared, &mut asked, &mut handover).await;
+            heard = live.heard;
             (end, live.inputs, Some(live.conn))
         }
         Err(end) => (end, inputs, None),
@@ -479,9 +488,12 @@ async fn play<G: Game>(mut conn: Connection, shared: Arc<Shared<G>>, parked: (Pa
                 .await;
             }
         }
-        // Only a client that got its token (in the welcome) can come back.
+        // Only a client that may have a token can come back: the new one
+        // if its welcome went out, or the one it resumed with.
         (end, Some(token))
-            if end.resumable() && conn.is_some() && !shared.shutdown.is_cancelled() =>
+            if end.resumable()
+                && (conn.is_some() || resumed_with.is_some())
+                && !shared.shutdown.is_cancelled() =>
         {
             let grace = shared.resumes.grace().as_secs_f64();
             info!(
@@ -490,7 +502,9 @@ async fn play<G: Game>(mut conn: Connection, shared: Arc<Shared<G>>, parked: (Pa
                 reason = %end,
                 "Player {player} lost its connection; kept {grace} s for a resume"
             );
-            shared.resumes.suspend(token, parked, asked);
+            // Unheard, the client may not have the new token yet.
+            let also = resumed_with.filter(|_| !heard);
+            shared.resumes.suspend(token, parked, asked, also);
         }
         (end, token) => {
             // The token (if any) is retired; the player leaves its room,
@@ -604,6 +618,9 @@ struct Live<I> {
     timings: Arc<RoomTimings>,
     /// The tick and time of the last snapshot sent.
     last_sent: Option<(u64, std::time::Instant)>,
+    /// Whether anything (a message, a pong) came from the client: then it
+    /// surely got its `welcome`, and with it its new resume token.
+    heard: bool,
     inputs: InputQueue<I>,
     bad_messages: BadMessages,
     dropped_inputs: u64,
@@ -681,6 +698,7 @@ impl<I: Send + 'static> Live<I> {
                         Some(Err(e)) => return self.on_socket_error(e, config.max_message_bytes, metrics).await,
                         Some(Ok(msg)) => msg,
                     };
+                    self.heard = true;
                     if let Some(len) = data_len(&msg) {
                         self.conn.counters.messages_in.inc();
                         self.conn.counters.bytes_in.inc_by(len);

@@ -392,6 +392,8 @@ async fn client_that_never_reads_is_dropped_after_send_timeout() {
     let server = TestServer::with(|c| {
         c.send_timeout = Duration::from_secs(2);
         c.idle_timeout = Duration::from_secs(60);
+        // Dropped, the player is held this long for a resume, then removed.
+        c.resume_grace = Duration::from_millis(500);
         // Every ping must earn its pong, so the replies pile up: the rate
         // limit (which would drop most pings) is out of the way.
         c.max_messages_per_sec = Some(1_000_000);

@@ -236,3 +236,26 @@ async fn wrong_tokens_rooms_and_protocols_are_refused_specifically() {
     let init = next_of(&mut seed, "init").await;
     assert!(init.get("resume_token").is_none());
 }
+
+/// A resumed connection that drops before its client said anything may
+/// never have delivered the welcome with the new token (the client gave up
+/// on a slow server, say): the token it resumed with works once more.
+#[tokio::test]
+async fn an_unheard_resume_leaves_the_old_token_working() {
+    let server = TestServer::start().await;
+    let mut ws = server.native("").await;
+    let welcome = next_of(&mut ws, "welcome").await;
+    let token = welcome["resume_token"].as_str().unwrap().to_owned();
+    drop(ws);
+    // Resumed, then gone at once: no message, no pong.
+    let lost = server.native(&format!("?resume={token}")).await;
+    drop(lost);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut back = server.native(&format!("?resume={token}")).await;
+    let again = next_of(&mut back, "welcome").await;
+    assert_eq!(again["id"], welcome["id"], "the same player, not a ghost");
+    assert_eq!(again["resumed"], true);
+    let (_, _, body) = http_get(&server.http("/rooms")).await;
+    let rooms: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rooms["players"], 1, "{rooms}");
+}

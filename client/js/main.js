@@ -12,6 +12,7 @@ import { Predictor } from './prediction.js';
 import { Interpolator } from './interpolation.js';
 import { Backoff } from './backoff.js';
 import { LinkWatchdog, connectTimeoutMs } from './watchdog.js';
+import { ResumeTokens, afterClose, closeFor, seqBase } from './resume.js';
 import { RateCounter } from './stats.js';
 import { Renderer } from './render.js';
 
@@ -24,6 +25,7 @@ const STATUS_TEXT = {
   connected: 'Connected',
   disconnected: 'Disconnected',
   error: 'Error',
+  elsewhere: 'Playing in another tab',
 };
 
 /** Overlay names of the subprotocols. */
@@ -48,12 +50,32 @@ const ui = {
   roomForm: $('room-form'),
   roomInput: $('room-input'),
   roomHelp: $('room-help'),
+  playHere: $('play-here'),
 };
 
 const renderer = new Renderer(ui.canvas);
 const held = new HeldInput();
 // The backoff starts over only once a connection has stayed up 10 s.
 const backoff = new Backoff({ base: 500, factor: 2, cap: 10_000, stableMs: 10_000 });
+
+/**
+ * The newest resume token per room: kept in sessionStorage (per tab, survives
+ * a reload), so a reload within the server's grace period keeps our dot.
+ */
+const tokens = new ResumeTokens(sessionStorageOrNull());
+/**
+ * The highest input seq this page sent for its current player: a resumed
+ * connection goes on counting above it (and above the server's `last_seq`).
+ */
+let playerSeq = 0;
+
+function sessionStorageOrNull() {
+  try {
+    return window.sessionStorage; // throws where storage is disabled
+  } catch {
+    return null;
+  }
+}
 
 /** Subprotocols we offer: binary first, unless `?proto=json` (or `bin`) asks for one. */
 const OFFERED = offeredProtocols(location.search);
@@ -105,17 +127,28 @@ let reconnectTimer = 0;
 let countdownTimer = 0;
 let errorNoteTimer = 0;
 
-function connect() {
+/** Notes beside the status while connecting and once connected (the latter for a few seconds). */
+const NO_NOTES = Object.freeze({ connecting: '', connected: '' });
+const REFUSED_NOTES = Object.freeze({
+  connecting: 'Your previous player is gone: joining as a new player',
+  connected: 'Joined as a new player: the previous one could not be resumed',
+});
+
+/** Open a socket (with our resume token for this room, if we have one). */
+function connect(notes = NO_NOTES) {
   clearTimeout(reconnectTimer);
   clearInterval(countdownTimer);
+  ui.playHere.hidden = true;
   if (conn) teardown(conn); // never two sockets (and their timers) at once
-  setStatus('connecting');
+  setStatus('connecting', notes.connecting);
+  const room = wantedRoom;
+  const token = tokens.get(room);
   // A handshake slower than the first window still gets in on a later try.
   const connectTimeout = connectTimeoutMs(failedAttempts);
   failedAttempts += 1;
   let ws;
   try {
-    ws = new WebSocket(socketUrl(location, wantedRoom), OFFERED);
+    ws = new WebSocket(socketUrl(location, room, token), OFFERED);
     ws.binaryType = 'arraybuffer'; // binary snapshots are decoded from bytes, not Blobs
   } catch (err) {
     scheduleReconnect('error', `Cannot open a connection: ${err.message || err}`);
@@ -124,6 +157,12 @@ function connect() {
   const now = performance.now();
   conn = {
     ws,
+    /** The room asked for (null: the server's default): its tokens are kept under it. */
+    room,
+    /** The resume token this connection offered, or null. */
+    sentToken: token,
+    /** Shown beside *Connected* for a while (why we are a new player). */
+    note: notes.connected,
     opened: false,
     welcome: null,
     /**
@@ -198,18 +237,20 @@ function onMessage(c, data) {
     case 'error':
       c.serverError = m;
       console.warn(`playfield: server error ${m.code}: ${m.message}`);
-      if (c.welcome) {
-        const note = `Server: ${m.message || m.code}`;
-        setStatus('connected', note);
-        clearTimeout(errorNoteTimer);
-        errorNoteTimer = setTimeout(() => {
-          if (conn === c && status === 'connected' && ui.detail.textContent === note) setStatus('connected');
-        }, ERROR_NOTE_MS);
-      }
+      if (c.welcome) showNote(c, `Server: ${m.message || m.code}`);
       return;
     default:
       return; // newer server, unknown message: ignore
   }
+}
+
+/** A note beside *Connected* for a few seconds. */
+function showNote(c, note) {
+  setStatus('connected', note);
+  clearTimeout(errorNoteTimer);
+  errorNoteTimer = setTimeout(() => {
+    if (conn === c && status === 'connected' && ui.detail.textContent === note) setStatus('connected');
+  }, ERROR_NOTE_MS);
 }
 
 /**
@@ -251,6 +292,11 @@ function onWelcome(c, m) {
   c.welcome = m;
   c.replica = m.schema ? new BinReplica(m.schema) : null;
   failedAttempts = 0;
+  // Each token works once: keep only the newest (none: this server does not resume).
+  tokens.set(c.room, m.resumeToken);
+  // Same player: count on above what either side has seen. New player: from 0.
+  c.seq = seqBase({ resumed: m.resumed, ownSeq: playerSeq, lastSeq: m.lastSeq });
+  playerSeq = c.seq;
   const tickMs = 1000 / m.tickRate;
   c.predictor = new Predictor({ world: m.world, tickRate: m.tickRate });
   c.clock = new InputClock(tickMs);
@@ -268,6 +314,8 @@ function onWelcome(c, m) {
   ui.playerId.textContent = String(m.id);
   if (document.activeElement !== ui.roomInput) ui.roomInput.value = m.room;
   setStatus('connected');
+  if (m.resumed) showNote(c, 'Back in the game as the same player');
+  else if (c.note) showNote(c, c.note);
   sendPing(c);
   c.pingTimer = setInterval(() => sendPing(c), PING_EVERY_MS);
   pump(); // keys may already be held
@@ -290,6 +338,7 @@ function onSnapshot(c, m) {
 function sendInput(c, dir, now) {
   if (c.ws.readyState !== WebSocket.OPEN) return;
   c.seq += 1;
+  playerSeq = c.seq;
   c.ws.send(c.proto === SUBPROTOCOL_BIN ? encodeInputBin(c.seq, dir) : encodeInput(c.seq, dir));
   c.predictor.apply(c.seq, dir, now);
 }
@@ -329,18 +378,35 @@ function watch(c) {
   }
 }
 
-function teardown(c) {
+/**
+ * Stop everything of connection `c`. `'reconnect'` (the default: we mean to
+ * come back) closes with 4000 when we hold a token for its player, so the
+ * server keeps it; `'leave'` closes with 1000 and the player goes at once.
+ */
+function teardown(c, intent = 'reconnect') {
   clearInterval(c.pingTimer);
   clearInterval(c.watchTimer);
   clearTimeout(c.pumpTimer);
   c.ws.onopen = c.ws.onmessage = c.ws.onclose = c.ws.onerror = null;
-  if (c.ws.readyState <= WebSocket.OPEN) c.ws.close(1000, 'bye');
+  if (c.ws.readyState <= WebSocket.OPEN) {
+    const { code, reason } = closeFor(intent, Boolean(c.welcome?.resumeToken));
+    c.ws.close(code, reason);
+  }
   if (conn === c) conn = null;
   ui.playerId.textContent = '—';
 }
 
 function onClose(c, ev) {
   teardown(c);
+  const action = afterClose({ code: ev.code, errorCode: c.serverError?.code, sentToken: Boolean(c.sentToken) });
+  if (action === 'stop') return playingElsewhere(c);
+  if (action === 'fresh') {
+    // The server no longer has our player (restarted, grace period over,
+    // token used): not an error, just join again as a new player, now.
+    tokens.forget(c.room);
+    connect(REFUSED_NOTES);
+    return;
+  }
   let why = ev.reason || '';
   if (c.serverError && !why) why = c.serverError.message || c.serverError.code;
   // Error: we never got in (unreachable, room full, refused) or the server
@@ -367,13 +433,31 @@ function scheduleReconnect(state, why) {
   reconnectTimer = setTimeout(connect, delay);
 }
 
+/**
+ * Our player was resumed on another connection (close 4002): another tab,
+ * or another device with our token. Do not reconnect by ourselves: with a
+ * token we would take the player back and the other side would take it back
+ * again. The token we hold was spent by that connection, so "Play here"
+ * joins as a new player; the other connection keeps playing.
+ */
+function playingElsewhere(c) {
+  tokens.forget(c.room);
+  clearTimeout(reconnectTimer);
+  clearInterval(countdownTimer);
+  setStatus('elsewhere', 'This player was resumed on another connection (another tab, window or device)');
+  ui.playHere.hidden = false;
+}
+
 /** Switch rooms: update the address bar (no reload) and reconnect at once. */
 function joinRoom(name) {
+  // Leaving: close with 1000 so the old player goes at once, and never offer
+  // its token (dead now) in the new room.
+  if (conn) teardown(conn, 'leave');
+  tokens.forget(wantedRoom);
   wantedRoom = name;
   const url = new URL(location.href);
   url.searchParams.set('room', name);
   history.replaceState(null, '', url);
-  if (conn) teardown(conn);
   backoff.reset();
   connect();
 }
@@ -485,6 +569,12 @@ ui.roomForm.addEventListener('submit', (e) => {
 });
 ui.roomInput.value = urlRoom.name ?? '';
 
+ui.playHere.addEventListener('click', () => {
+  backoff.reset();
+  failedAttempts = 0;
+  connect();
+});
+
 /** A `?room=` the server would refuse: say so and wait for a valid name, rather than join another room. */
 function badUrlRoom() {
   ui.roomInput.setAttribute('aria-invalid', 'true');
@@ -540,6 +630,8 @@ window.playfield = {
   get id() { return conn?.welcome?.id ?? null; },
   get status() { return status; },
   get room() { return conn?.welcome?.room ?? wantedRoom; },
+  /** Whether the current connection got our previous player back (`welcome.resumed`). */
+  get resumed() { return conn?.welcome?.resumed ?? false; },
   /** The subprotocol in use (`playfield.v1.bin` or `playfield.v1.json`), null before it is known. */
   get protocol() { return conn?.proto ?? null; },
   /** What this page offered, best first. */

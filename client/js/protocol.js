@@ -5,6 +5,7 @@
  * frames of `playfield.v1.bin` are bin.js's. Pure module: no DOM,
  * importable from node. See docs/PROTOCOL.md for the wire format.
  */
+import { isValidToken } from './resume.js';
 
 export const SUBPROTOCOL = 'playfield.v1.json';
 export const SUBPROTOCOL_JSON = SUBPROTOCOL;
@@ -38,10 +39,15 @@ export function isValidRoom(name) {
  * port or TLS terminator without configuration.
  * @param {{protocol: string, host: string}} loc  usually `window.location`
  * @param {string|null} room  omitted when empty: the server picks its default
+ * @param {string|null} [resume]  a resume token from the last `welcome`, to
+ *   get the same player back; omitted when empty
  */
-export function socketUrl(loc, room) {
+export function socketUrl(loc, room, resume = null) {
   const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  const query = room ? `?room=${encodeURIComponent(room)}` : '';
+  const params = [];
+  if (room) params.push(`room=${encodeURIComponent(room)}`);
+  if (resume) params.push(`resume=${encodeURIComponent(resume)}`);
+  const query = params.length ? `?${params.join('&')}` : '';
   return `${scheme}//${loc.host}/ws${query}`;
 }
 
@@ -122,6 +128,13 @@ function decodeWelcome(m) {
     world: decodeWorld(m.world),
     schema: decodeSchema(m.schema),
     viewSize: hasView ? m.view_size : null,
+    // Resuming: the token for next time (null when the server does not
+    // resume, or sent something that is not a token), whether this
+    // connection got our old player back, and then the highest input seq
+    // the server accepted from it.
+    resumeToken: isValidToken(m.resume_token) ? m.resume_token : null,
+    resumed: m.resumed === true,
+    lastSeq: m.resumed === true && Number.isSafeInteger(m.last_seq) && m.last_seq >= 0 ? m.last_seq : 0,
   };
 }
 

@@ -25,6 +25,19 @@ test('socket URL follows the page origin and scheme', () => {
   assert.equal(socketUrl({ protocol: 'http:', host: 'h:1' }, null), 'ws://h:1/ws');
 });
 
+test('socket URL carries the resume token next to the room', () => {
+  const token = '0123456789abcdef0123456789abcdef';
+  const loc = { protocol: 'http:', host: '127.0.0.1:4321' };
+  assert.equal(socketUrl(loc, 'lobby', token), `ws://127.0.0.1:4321/ws?room=lobby&resume=${token}`);
+  assert.equal(socketUrl(loc, null, token), `ws://127.0.0.1:4321/ws?resume=${token}`, 'default room: the token alone');
+  assert.equal(socketUrl(loc, 'lobby', null), 'ws://127.0.0.1:4321/ws?room=lobby');
+  assert.equal(socketUrl(loc, 'lobby', ''), 'ws://127.0.0.1:4321/ws?room=lobby');
+  const url = new URL(socketUrl({ protocol: 'https:', host: 'play.example' }, 'a-b_1', token));
+  assert.equal(url.protocol, 'wss:');
+  assert.equal(url.searchParams.get('room'), 'a-b_1');
+  assert.equal(url.searchParams.get('resume'), token);
+});
+
 test('room names: 1-32 of A-Z a-z 0-9 _ -', () => {
   for (const ok of ['a', 'lobby', 'Room_1-x', 'x'.repeat(32)]) assert.ok(isValidRoom(ok), ok);
   for (const bad of ['', 'x'.repeat(33), 'has space', 'é', 'a/b', '?', null, 3]) assert.ok(!isValidRoom(bad), String(bad));
@@ -47,6 +60,33 @@ test('decodes welcome', () => {
   assert.deepEqual(m.world, { width: 500, height: 500, speed: 200, min: 10, max: 490, radius: 10 });
   assert.equal(m.schema, null, 'no schema sent');
   assert.equal(m.viewSize, null, 'no view_size sent');
+  assert.equal(m.resumeToken, null, 'no resume_token sent: this server does not resume');
+  assert.equal(m.resumed, false);
+  assert.equal(m.lastSeq, 0);
+});
+
+test('welcome carries the resume token, and on a resumed connection the last seq', () => {
+  const token = '0123456789abcdef0123456789abcdef';
+  const base = {
+    type: 'welcome', protocol: 1, id: 7, room: 'lobby', tick_rate: 20,
+    world: { width: 500, height: 500, speed: 200, min: 10, max: 490, radius: 10 },
+  };
+  const fresh = decodeServerMessage(JSON.stringify({ ...base, resume_token: token, resumed: false }));
+  assert.equal(fresh.resumeToken, token);
+  assert.equal(fresh.resumed, false);
+  assert.equal(fresh.lastSeq, 0);
+  const back = decodeServerMessage(JSON.stringify({ ...base, resume_token: token, resumed: true, last_seq: 118 }));
+  assert.equal(back.resumed, true);
+  assert.equal(back.lastSeq, 118);
+  // Odd values are not fatal: no token (no resume next time), seq from ours.
+  for (const bad of [token.toUpperCase(), token.slice(1), 42, null]) {
+    assert.equal(decodeServerMessage(JSON.stringify({ ...base, resume_token: bad })).resumeToken, null, String(bad));
+  }
+  for (const bad of [-1, 1.5, '118', null]) {
+    assert.equal(decodeServerMessage(JSON.stringify({ ...base, resumed: true, last_seq: bad })).lastSeq, 0, String(bad));
+  }
+  assert.equal(decodeServerMessage(JSON.stringify({ ...base, resumed: 'yes' })).resumed, false);
+  assert.equal(decodeServerMessage(JSON.stringify({ ...base, resumed: false, last_seq: 9 })).lastSeq, 0, 'last_seq counts only on a resume');
 });
 
 test('welcome carries the schema (binary snapshots need it) and view_size', () => {
@@ -96,6 +136,7 @@ test('a welcome of another protocol version, or without what prediction needs, i
   delete w.room;
   assert.deepEqual(decodeServerMessage(JSON.stringify(w)), {
     type: 'welcome', id: 7, room: '', tickRate: 20, world: { width: 500, height: 500, speed: 200, min: 10, max: 490, radius: 10 }, schema: null, viewSize: null,
+    resumeToken: null, resumed: false, lastSeq: 0,
   });
 });
 

@@ -473,16 +473,30 @@ test('landscape phone (844x390): board and pad both fit in the viewport, side by
   }
 });
 
-test('a page that closes disappears from the others', async () => {
-  const stay = await openClient(context, server.url, 'leave');
-  const go = await openClient(context, server.url, 'leave');
-  const goId = await go.evaluate(() => window.playfield.id);
-  await until(() => stay.evaluate((id) => window.playfield.players().some((p) => p.id === id), goId), { what: 'second player drawn' });
-  await go.close();
-  await until(() => stay.evaluate((id) => !window.playfield.serverPlayers().some((p) => p.id === id)
-    && !window.playfield.players().some((p) => p.id === id), goId), { what: 'leaver removed' });
-  assert.equal((await stay.evaluate(() => window.playfield.players())).length, 1);
-  await stay.close();
+test('a page that closes disappears from the others once the resume grace period is over', async () => {
+  // Closing a tab and reloading it look the same to the page (Chromium
+  // closes the socket with 1001 either way), and a reload resumes its
+  // player, so the server keeps a closed page's player for the grace period
+  // (--resume-grace, 10 s by default; 2 s here).
+  const short = await startServer({ args: ['--resume-grace', '2'] });
+  try {
+    const stay = await openClient(context, short.url, 'leave');
+    const go = await openClient(context, short.url, 'leave');
+    const goId = await go.evaluate(() => window.playfield.id);
+    await until(() => stay.evaluate((id) => window.playfield.players().some((p) => p.id === id), goId), { what: 'second player drawn' });
+    const t0 = Date.now();
+    await go.close();
+    await sleep(1000);
+    assert.ok(await stay.evaluate((id) => window.playfield.serverPlayers().some((p) => p.id === id), goId), 'kept for a reload');
+    await until(() => stay.evaluate((id) => !window.playfield.serverPlayers().some((p) => p.id === id)
+      && !window.playfield.players().some((p) => p.id === id), goId), { what: 'leaver removed' });
+    const took = Date.now() - t0;
+    assert.ok(took >= 1500 && took < 5000, `removed ${took} ms after the page closed (grace 2 s)`);
+    assert.equal((await stay.evaluate(() => window.playfield.players())).length, 1);
+    await stay.close();
+  } finally {
+    await short.stop();
+  }
 });
 
 test('different rooms do not see each other; the room picker switches rooms without reloading', async () => {

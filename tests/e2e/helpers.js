@@ -4,6 +4,7 @@
  * playwright-core, poll for conditions, save screenshots.
  */
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { mkdirSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -148,4 +149,63 @@ export function pipeWebSocket(route, url, { delayMs = 0, protocols = [] } = {}) 
   }));
   upstream.on('error', () => {});
   return upstream;
+}
+
+/**
+ * A TCP proxy on an ephemeral loopback port in front of `target`
+ * (`host:port`), to break links the way a network does while the browser
+ * uses its real WebSocket. Load the page from `url` and its socket goes
+ * through the proxy too.
+ * - `drop()`: resets every connection open now (TCP RST both ways, no close
+ *   frame: the page sees 1006, the server a reset). New ones pass again.
+ * - `blackhole()`: on the connections open now, nothing more from the
+ *   server reaches the client (a half-open link: no event, the page's
+ *   watchdog must notice); the client's bytes still reach the server.
+ * - `connections`: how many connections were ever accepted.
+ * @param {string} target
+ * @returns {Promise<{url: string, host: string, port: number, drop: () => void, blackhole: () => void, connections: number, close: () => Promise<void>}>}
+ */
+export function startTcpProxy(target) {
+  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  const pairs = new Set();
+  let accepted = 0;
+  const server = net.createServer((client) => {
+    accepted += 1;
+    const upstream = net.connect(port, host);
+    const pair = { client, upstream, silent: false };
+    pairs.add(pair);
+    client.on('data', (d) => upstream.write(d));
+    upstream.on('data', (d) => { if (!pair.silent) client.write(d); });
+    const end = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of [client, upstream]) {
+      s.on('close', end);
+      s.on('error', () => {});
+    }
+  });
+  const reset = () => {
+    for (const { client, upstream } of pairs) {
+      client.resetAndDestroy();
+      upstream.resetAndDestroy();
+    }
+    pairs.clear();
+  };
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const addr = `127.0.0.1:${server.address().port}`;
+      resolve({
+        url: `http://${addr}/`,
+        host: addr,
+        port: server.address().port,
+        drop: reset,
+        blackhole: () => { for (const pair of pairs) pair.silent = true; },
+        get connections() { return accepted; },
+        close: () => new Promise((done) => { reset(); server.close(() => done()); }),
+      });
+    });
+  });
 }
