@@ -64,6 +64,9 @@ async fn a_dropped_player_resumes_with_the_same_id_colour_and_position() {
     let token = welcome["resume_token"].as_str().unwrap().to_owned();
     assert_eq!(token.len(), 32, "128 bits as hex: {token}");
     assert_eq!(welcome["resumed"], false);
+    // Read the watcher up to the player's arrival (its earlier snapshots,
+    // still buffered, do not have it yet).
+    wait_for(&mut watcher, "snapshot", |s| player(s, &id).is_some()).await;
     walk(&mut ws, 1, 1, 5).await;
     // The connection drops: no close frame.
     drop(ws);
