@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{client_frame, expect_close, http_get, next_of, parse_frame, Ws, MASK, WAIT};
+use common::{
+    client_frame, expect_close, http_get, next_of, parse_frame, raw_handshake, Ws, MASK, WAIT,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -343,34 +345,9 @@ struct Raw {
 
 impl Raw {
     async fn open(server: &Server, path: &str, subprotocol: Option<&str>, small: bool) -> Raw {
-        let mut tcp = tcp(server, small).await;
-        let proto = subprotocol
-            .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
-            .unwrap_or_default();
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n",
-            server.addr
-        );
-        tcp.write_all(request.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        let end = loop {
-            let mut chunk = [0u8; 1024];
-            let n = timeout(WAIT, tcp.read(&mut chunk))
-                .await
-                .expect("no handshake response")
-                .unwrap();
-            assert!(n > 0, "closed during the handshake");
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        Raw {
-            tcp,
-            buf: buf[end..].to_vec(),
-        }
+        let tcp = tcp(server, small).await;
+        let (tcp, buf) = raw_handshake(tcp, &server.addr, path, subprotocol).await;
+        Raw { tcp, buf }
     }
 
     /// The next frame from the server: opcode and payload. `None` when the

@@ -44,31 +44,8 @@ async fn raw_ws(
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     // A small receive buffer: a client that never reads fills it quickly.
     socket.set_recv_buffer_size(4096).unwrap();
-    let mut tcp = socket.connect(server.addr).await.unwrap();
-    let proto = subprotocol
-        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n",
-        server.addr
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let end = loop {
-        let mut chunk = [0u8; 1024];
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk))
-            .await
-            .expect("no handshake response")
-            .unwrap();
-        assert!(n > 0, "closed during the handshake");
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    (tcp, buf[end..].to_vec())
+    let tcp = socket.connect(server.addr).await.unwrap();
+    raw_handshake(tcp, &server.addr.to_string(), path, subprotocol).await
 }
 
 /// One frame as a client writes it: FIN bit, opcode, and the payload masked

@@ -304,3 +304,39 @@ pub fn parse_frame(b: &[u8]) -> Option<(usize, u8, Vec<u8>)> {
     let payload = b.get(at..at + len)?.to_vec();
     Some((at + len, b0 & 0x0f, payload))
 }
+
+/// Opens a WebSocket by hand on `tcp` (a raw connection to `host`), for
+/// tests that send what libraries won't. Returns the stream and any bytes
+/// read past the `101` response's headers.
+pub async fn raw_handshake(
+    mut tcp: TcpStream,
+    host: &str,
+    path: &str,
+    subprotocol: Option<&str>,
+) -> (TcpStream, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let proto = subprotocol
+        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let end = loop {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk))
+            .await
+            .expect("no handshake response")
+            .unwrap();
+        assert!(n > 0, "closed during the handshake");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let rest = buf.split_off(end);
+    (tcp, rest)
+}
