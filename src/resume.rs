@@ -25,6 +25,7 @@ use std::time::Duration;
 use rand::TryRngCore;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::protocol::ErrorCode;
 
@@ -157,10 +158,43 @@ impl std::error::Error for ResumeError {}
 /// a channel to hand its state over on.
 pub type Takeover<S> = oneshot::Sender<S>;
 
+/// A live session's side of its slot: one signal for "stop" (the server
+/// shuts down, or the player was claimed) and, when claimed, where to hand
+/// the player over. One future for both keeps the session's loop small: it
+/// polls a waiter per wake-up, and these are the rare events.
+pub struct Asked<S> {
+    stop: CancellationToken,
+    reply: Arc<Mutex<Option<Takeover<S>>>>,
+}
+
+impl<S> Asked<S> {
+    /// Without a slot (seed clients, resuming off): only the shutdown.
+    pub fn shutdown_only(shutdown: &CancellationToken) -> Self {
+        Asked {
+            stop: shutdown.child_token(),
+            reply: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Completes when the server shuts down or the player is claimed.
+    pub fn stopped(&self) -> WaitForCancellationFuture<'_> {
+        self.stop.cancelled()
+    }
+
+    /// The claimer's reply channel, if the player was claimed.
+    pub fn take(&self) -> Option<Takeover<S>> {
+        self.reply
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
 enum Slot<S> {
     Live {
         room: String,
-        takeover: oneshot::Sender<Takeover<S>>,
+        stop: CancellationToken,
+        reply: Arc<Mutex<Option<Takeover<S>>>>,
     },
     Suspended {
         room: String,
@@ -278,10 +312,15 @@ impl<S: Send + 'static> Resumes<S> {
         self.lock().suspended
     }
 
-    /// A fresh token for a live session of a player in `room`, and the
-    /// receiver on which that session is asked to hand its player over.
-    pub fn issue(self: &Arc<Self>, room: &str) -> (Live<S>, oneshot::Receiver<Takeover<S>>) {
-        let (takeover, asked) = oneshot::channel();
+    /// A fresh token for a live session of a player in `room`, and how
+    /// that session learns it should stop (`shutdown`, a child of which it
+    /// watches) or hand its player over.
+    pub fn issue(
+        self: &Arc<Self>,
+        room: &str,
+        shutdown: &CancellationToken,
+    ) -> (Live<S>, Asked<S>) {
+        let asked = Asked::shutdown_only(shutdown);
         let mut inner = self.lock();
         let token = loop {
             // 128 random bits do not collide; the loop only makes it certain.
@@ -294,7 +333,8 @@ impl<S: Send + 'static> Resumes<S> {
             token,
             Slot::Live {
                 room: room.to_owned(),
-                takeover,
+                stop: asked.stop.clone(),
+                reply: Arc::clone(&asked.reply),
             },
         );
         drop(inner);
@@ -337,11 +377,12 @@ impl<S: Send + 'static> Resumes<S> {
                 }
                 Ok(Claimed::Ready(state))
             }
-            Some(Slot::Live { takeover, .. }) => {
-                let (reply, handed) = oneshot::channel();
-                // Under the lock: the session either gets this request, or
+            Some(Slot::Live { stop, reply, .. }) => {
+                let (tx, handed) = oneshot::channel();
+                // Under the lock: the session either sees this request, or
                 // finds its slot gone in `suspend` and looks for it there.
-                takeover.send(reply).map_err(|_| ResumeError::Gone)?;
+                *reply.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+                stop.cancel();
                 Ok(Claimed::HandingOver(handed))
             }
             None => Err(ResumeError::Unknown),
@@ -361,7 +402,7 @@ impl<S: Send + 'static> Resumes<S> {
         self: &Arc<Self>,
         mut live: Live<S>,
         state: S,
-        mut asked: oneshot::Receiver<Takeover<S>>,
+        asked: Asked<S>,
         also: Option<Token>,
     ) {
         live.done = true;
@@ -391,7 +432,7 @@ impl<S: Send + 'static> Resumes<S> {
             _ => {
                 drop(inner);
                 // Claimed: the request was sent under the lock, so it is here.
-                if let Ok(reply) = asked.try_recv() {
+                if let Some(reply) = asked.take() {
                     // If the claimer gave up, the state drops: the player leaves.
                     let _ = reply.send(state);
                 }
@@ -457,7 +498,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_suspended_player_is_resumed_once() {
         let r = Resumes::new(Duration::from_secs(10));
-        let (live, asked) = r.issue("lobby");
+        let (live, asked) = r.issue("lobby", &CancellationToken::new());
         let token = live.token().to_string();
         r.suspend(live, "player 1", asked, None);
         assert_eq!(r.suspended(), 1);
@@ -480,7 +521,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_suspended_player_expires_after_the_grace_period() {
         let r = Resumes::new(Duration::from_secs(10));
-        let (live, asked) = r.issue("lobby");
+        let (live, asked) = r.issue("lobby", &CancellationToken::new());
         let token = live.token().to_string();
         let state = Arc::new(());
         r.suspend(live, Arc::clone(&state), asked, None);
@@ -498,13 +539,14 @@ mod tests {
     #[tokio::test]
     async fn a_live_player_is_handed_over() {
         let r = Resumes::new(Duration::from_secs(10));
-        let (live, mut asked) = r.issue("lobby");
+        let (live, asked) = r.issue("lobby", &CancellationToken::new());
         let token = live.token().to_string();
         let Ok(Claimed::HandingOver(handed)) = r.claim(&token, None) else {
             panic!("expected a hand-over");
         };
-        // The live session sees the request and hands its state over.
-        let reply = asked.try_recv().expect("asked to hand over");
+        // The live session is woken, sees the request and hands its state over.
+        asked.stopped().await;
+        let reply = asked.take().expect("asked to hand over");
         reply.send("player 1").unwrap();
         drop(live);
         assert_eq!(handed.await.unwrap(), "player 1");
@@ -514,7 +556,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_ending_while_claimed_hands_over_in_suspend() {
         let r = Resumes::new(Duration::from_secs(10));
-        let (live, asked) = r.issue("lobby");
+        let (live, asked) = r.issue("lobby", &CancellationToken::new());
         let token = live.token().to_string();
         let Ok(Claimed::HandingOver(handed)) = r.claim(&token, None) else {
             panic!("expected a hand-over");
@@ -531,11 +573,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_unheard_resume_keeps_the_old_token_valid() {
         let r = Resumes::new(Duration::from_secs(10));
-        let (live, asked) = r.issue("lobby");
+        let (live, asked) = r.issue("lobby", &CancellationToken::new());
         let first = live.token();
         r.suspend(live, "player 1", asked, None);
         assert_eq!(ready(r.claim(&first.to_string(), None)), "player 1");
-        let (live, asked) = r.issue("lobby");
+        let (live, asked) = r.issue("lobby", &CancellationToken::new());
         let second = live.token();
         r.suspend(live, "player 1", asked, Some(first));
         assert_eq!(r.suspended(), 1);
@@ -550,7 +592,7 @@ mod tests {
         );
         // Or the new one, and then the old one is used up too; and both
         // expire together.
-        let (live, asked) = r.issue("lobby");
+        let (live, asked) = r.issue("lobby", &CancellationToken::new());
         let third = live.token();
         r.suspend(live, "player 1", asked, Some(first));
         assert_eq!(ready(r.claim(&third.to_string(), None)), "player 1");
@@ -558,7 +600,7 @@ mod tests {
             r.claim(&first.to_string(), None).err(),
             Some(ResumeError::Used)
         );
-        let (live, asked) = r.issue("lobby");
+        let (live, asked) = r.issue("lobby", &CancellationToken::new());
         let fourth = live.token();
         r.suspend(live, "player 1", asked, Some(third));
         tokio::time::sleep(Duration::from_secs(11)).await;
@@ -574,7 +616,7 @@ mod tests {
     #[test]
     fn a_session_that_ends_for_good_retires_its_token() {
         let r: Arc<Resumes<()>> = Resumes::new(Duration::from_secs(10));
-        let (live, _asked) = r.issue("lobby");
+        let (live, _asked) = r.issue("lobby", &CancellationToken::new());
         let token = live.token().to_string();
         drop(live);
         assert_eq!(r.claim(&token, None).err(), Some(ResumeError::Left));
@@ -585,7 +627,7 @@ mod tests {
     fn retired_tokens_are_remembered_within_bounds() {
         let r: Arc<Resumes<()>> = Resumes::new(Duration::from_secs(10));
         for _ in 0..MAX_RETIRED + 10 {
-            drop(r.issue("lobby").0);
+            drop(r.issue("lobby", &CancellationToken::new()).0);
         }
         let inner = r.lock();
         assert!(inner.retired.len() <= MAX_RETIRED);

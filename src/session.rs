@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{FutureExt, SinkExt};
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, error, info, warn};
 
@@ -29,7 +29,7 @@ use crate::game::{Game, PlayerId};
 use crate::metrics::{Metrics, RefusedReason, SessionCounters};
 use crate::protocol::encoder::Encoder;
 use crate::protocol::{self, encode, ClientMessage, ErrorCode, Protocol, ProtocolError};
-use crate::resume::{self, Claimed, ResumeError, Takeover, Token};
+use crate::resume::{self, Asked, Claimed, ResumeError, Takeover, Token};
 use crate::room::{
     panic_message, validate_room_name, InputQueue, Pushed, ReserveError, RoomTimings,
     Seat as RoomSeat,
@@ -408,12 +408,11 @@ async fn play<G: Game>(
     let protocol = conn.protocol;
     // Seed clients have nowhere to put a token; with a grace of 0 resuming is off.
     let resumable = protocol.resumable() && !shared.config.resume_grace.is_zero();
-    let (token, mut asked, _never) = if resumable {
-        let (live, asked) = shared.resumes.issue(&room);
-        (Some(live), asked, None)
+    let (token, asked) = if resumable {
+        let (live, asked) = shared.resumes.issue(&room, &shared.shutdown);
+        (Some(live), asked)
     } else {
-        let (never, asked) = oneshot::channel();
-        (None, asked, Some(never))
+        (None, Asked::shutdown_only(&shared.shutdown))
     };
     if resumed {
         shared.metrics.resumes.inc();
@@ -460,7 +459,7 @@ async fn play<G: Game>(
                     Instant::now(),
                 ),
             };
-            let end = live.serve(&shared, &mut asked, &mut handover).await;
+            let end = live.serve(&shared, &asked, &mut handover).await;
             heard = live.heard;
             (end, live.inputs, Some(live.conn))
         }
@@ -635,12 +634,10 @@ impl<I: Send + 'static> Live<I> {
     async fn serve<G: Game<Input = I>>(
         &mut self,
         shared: &Shared<G>,
-        asked: &mut oneshot::Receiver<Takeover<Parked<G>>>,
+        asked: &Asked<Parked<G>>,
         handover: &mut Option<Takeover<Parked<G>>>,
     ) -> End {
         let metrics = &shared.metrics;
-        // Until a claim comes; false once the token is retired without one.
-        let mut claimable = true;
         let config = &shared.config;
         let mut ping =
             tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
@@ -653,8 +650,9 @@ impl<I: Send + 'static> Live<I> {
         // server's CPU with thousands of clients.
         let idle = tokio::time::sleep(config.idle_timeout);
         tokio::pin!(idle);
-        let shutdown = shared.shutdown.cancelled();
-        tokio::pin!(shutdown);
+        // Shutdown, or a claim of this player's token.
+        let stopped = asked.stopped();
+        tokio::pin!(stopped);
         let mut snapshots = self.snapshots.clone();
         snapshots.mark_seen();
         let next = next_snapshot(snapshots);
@@ -670,26 +668,17 @@ impl<I: Send + 'static> Live<I> {
         // branch, ready at once, ends that turn if none of them is ready. So
         // the idle deadline and the send timeout hold whatever the client
         // sends (and the rate limit closes a sustained flood anyway).
+        //
+        // Shutdown and a resume claim come after the client and the
+        // snapshots: nearly every wake-up is one of those two, and a biased
+        // select stops at the first ready branch, so the rare ones are only
+        // polled when nothing common is ready (at the latest after
+        // `CLIENT_TURNS` messages). Polled first, they were 4 % of the
+        // server's samples at 1,000 players.
         let mut turns = CLIENT_TURNS;
         loop {
             let result = tokio::select! {
                 biased;
-                _ = &mut shutdown => {
-                    return match self.conn.close(close_code::GOING_AWAY, "server shutting down".into()).await {
-                        End::Closed { .. } => End::Shutdown,
-                        other => other,
-                    };
-                }
-                claim = &mut *asked, if claimable => match claim {
-                    Ok(reply) => {
-                        *handover = Some(reply);
-                        return End::TakenOver;
-                    }
-                    Err(_) => {
-                        claimable = false;
-                        Ok(())
-                    }
-                },
                 incoming = self.conn.socket.recv(), if turns > 0 => {
                     turns -= 1;
                     let msg = match incoming {
@@ -767,6 +756,16 @@ impl<I: Send + 'static> Live<I> {
                         }
                         None => Ok(()),
                     }
+                }
+                () = &mut stopped => {
+                    if let Some(reply) = asked.take() {
+                        *handover = Some(reply);
+                        return End::TakenOver;
+                    }
+                    return match self.conn.close(close_code::GOING_AWAY, "server shutting down".into()).await {
+                        End::Closed { .. } => End::Shutdown,
+                        other => other,
+                    };
                 }
                 _ = ping.tick() => {
                     turns = CLIENT_TURNS;
