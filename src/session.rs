@@ -409,10 +409,10 @@ async fn play<G: Game>(
     // Seed clients have nowhere to put a token; with a grace of 0 resuming is off.
     let resumable = protocol.resumable() && !shared.config.resume_grace.is_zero();
     let (token, asked) = if resumable {
-        let (live, asked) = shared.resumes.issue(&room, &shared.shutdown);
+        let (live, asked) = shared.resumes.issue(&room);
         (Some(live), asked)
     } else {
-        (None, Asked::shutdown_only(&shared.shutdown))
+        (None, Asked::never())
     };
     if resumed {
         shared.metrics.resumes.inc();
@@ -650,9 +650,8 @@ impl<I: Send + 'static> Live<I> {
         // server's CPU with thousands of clients.
         let idle = tokio::time::sleep(config.idle_timeout);
         tokio::pin!(idle);
-        // Shutdown, or a claim of this player's token.
-        let stopped = asked.stopped();
-        tokio::pin!(stopped);
+        let shutdown = shared.shutdown.cancelled();
+        tokio::pin!(shutdown);
         let mut snapshots = self.snapshots.clone();
         snapshots.mark_seen();
         let next = next_snapshot(snapshots);
@@ -729,6 +728,12 @@ impl<I: Send + 'static> Live<I> {
                 },
                 (receiver, snapshot) = &mut next => {
                     turns = CLIENT_TURNS;
+                    // A claim of this player's token is looked for once per
+                    // tick (see `resume::Asked`).
+                    if let Some(reply) = asked.take() {
+                        *handover = Some(reply);
+                        return End::TakenOver;
+                    }
                     let Some(snapshot) = snapshot else {
                         return self.conn.close(close_code::INTERNAL, room_failed_reason(&self.room)).await;
                     };
@@ -757,11 +762,7 @@ impl<I: Send + 'static> Live<I> {
                         None => Ok(()),
                     }
                 }
-                () = &mut stopped => {
-                    if let Some(reply) = asked.take() {
-                        *handover = Some(reply);
-                        return End::TakenOver;
-                    }
+                () = &mut shutdown => {
                     return match self.conn.close(close_code::GOING_AWAY, "server shutting down".into()).await {
                         End::Closed { .. } => End::Shutdown,
                         other => other,
@@ -769,6 +770,11 @@ impl<I: Send + 'static> Live<I> {
                 }
                 _ = ping.tick() => {
                     turns = CLIENT_TURNS;
+                    // And at each ping, should the room stop ticking.
+                    if let Some(reply) = asked.take() {
+                        *handover = Some(reply);
+                        return End::TakenOver;
+                    }
                     self.conn.send(Message::Ping(Default::default())).await
                 }
                 _ = &mut idle => {
