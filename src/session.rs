@@ -3,7 +3,7 @@
 //! A session joins its room, then loops over four things at once: snapshots
 //! the room publishes (encoded for this client and sent as they come, newest
 //! only), messages from the client (rate-limited, decoded and passed on), a
-//! ping timer, and an idle deadline. Every send is
+//! ping timer (which also checks the idle deadline), and shutdown. Every send is
 //! bounded by `send_timeout`, so a client that stops reading costs at most that
 //! long before it is dropped, and it never delays the room or anyone else: the
 //! room publishes on a latest-value `fanout` channel and does not wait for sessions.
@@ -648,8 +648,11 @@ impl<I: Send + 'static> Live<I> {
         // messages a second, and re-creating a timer, a shutdown waiter and a
         // watch waiter on each of them was a measurable share of the
         // server's CPU with thousands of clients.
-        let idle = tokio::time::sleep(config.idle_timeout);
-        tokio::pin!(idle);
+        // The idle deadline is checked at each ping rather than kept in a
+        // timer of its own: a timer is one more future polled on every
+        // wake-up (and reset on every pong), for a deadline that only needs
+        // to hold to within a ping interval.
+        let mut last_pong = Instant::now();
         let shutdown = shared.shutdown.cancelled();
         tokio::pin!(shutdown);
         let mut snapshots = self.snapshots.clone();
@@ -694,7 +697,7 @@ impl<I: Send + 'static> Live<I> {
                     match self.limit.check(Instant::now()) {
                         Verdict::Accept => match msg {
                             Message::Pong(_) => {
-                                idle.as_mut().reset(Instant::now() + config.idle_timeout);
+                                last_pong = Instant::now();
                                 Ok(())
                             }
                             Message::Ping(_) => Ok(()), // answered by the WebSocket layer
@@ -768,24 +771,24 @@ impl<I: Send + 'static> Live<I> {
                         other => other,
                     };
                 }
-                _ = ping.tick() => {
+                now = ping.tick() => {
                     turns = CLIENT_TURNS;
                     // And at each ping, should the room stop ticking.
                     if let Some(reply) = asked.take() {
                         *handover = Some(reply);
                         return End::TakenOver;
                     }
+                    if now.saturating_duration_since(last_pong) >= config.idle_timeout {
+                        let secs = config.idle_timeout.as_secs_f64();
+                        return match self.conn.close(
+                            close_code::GOING_AWAY,
+                            format!("idle timeout: no pong for {secs} s; answer WebSocket pings to stay connected"),
+                        ).await {
+                            End::Closed { .. } => End::IdleTimeout,
+                            other => other,
+                        };
+                    }
                     self.conn.send(Message::Ping(Default::default())).await
-                }
-                _ = &mut idle => {
-                    let secs = config.idle_timeout.as_secs_f64();
-                    return match self.conn.close(
-                        close_code::GOING_AWAY,
-                        format!("idle timeout: no pong for {secs} s; answer WebSocket pings to stay connected"),
-                    ).await {
-                        End::Closed { .. } => End::IdleTimeout,
-                        other => other,
-                    };
                 }
                 // Only after `CLIENT_TURNS` client messages in a row; see above.
                 () = std::future::ready(()), if turns == 0 => {
