@@ -2,8 +2,9 @@
 //!
 //! A session joins its room, then loops over four things at once: snapshots
 //! the room publishes (encoded for this client and sent as they come, newest
-//! only), messages from the client (rate-limited, decoded and passed on), a
-//! ping timer (which also checks the idle deadline), and shutdown. Every send is
+//! only; each snapshot also drives the pings, the idle deadline and the
+//! check for a resume claim), messages from the client (rate-limited,
+//! decoded and passed on), and shutdown. Every send is
 //! bounded by `send_timeout`, so a client that stops reading costs at most that
 //! long before it is dropped, and it never delays the room or anyone else: the
 //! room publishes on a latest-value `fanout` channel and does not wait for sessions.
@@ -56,8 +57,9 @@ pub mod close_code {
 /// a client spamming garbage cannot flood the log.
 const LOUD_BAD_MESSAGES: u32 = 3;
 
-/// Client messages handled in a row before the snapshot, ping and idle
-/// branches of the session loop are looked at again (see `Live::serve`).
+/// Client messages handled in a row before the snapshot (which drives the
+/// pings and the idle deadline) and shutdown branches of the session loop
+/// are looked at again (see `Live::serve`).
 const CLIENT_TURNS: u32 = 32;
 
 /// A connection's count of bad messages. It saturates: a client cannot
@@ -639,8 +641,12 @@ impl<I: Send + 'static> Live<I> {
     ) -> End {
         let metrics = &shared.metrics;
         let config = &shared.config;
-        let mut ping =
-            tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+        // Pings go out, and the idle deadline is checked, on the snapshots
+        // that arrive anyway (20 a second at the default tick rate) rather
+        // than on timers of their own: each timer is one more future polled
+        // on every wake-up and one more entry in the timer wheel. A room
+        // always ticks while it has players, so both hold to within a tick.
+        let mut next_ping = Instant::now() + config.ping_interval;
         // Liveness is measured by pongs: a client that stops reading also
         // stops answering pings, even if it keeps sending.
         //
@@ -648,10 +654,6 @@ impl<I: Send + 'static> Live<I> {
         // messages a second, and re-creating a timer, a shutdown waiter and a
         // watch waiter on each of them was a measurable share of the
         // server's CPU with thousands of clients.
-        // The idle deadline is checked at each ping rather than kept in a
-        // timer of its own: a timer is one more future polled on every
-        // wake-up (and reset on every pong), for a deadline that only needs
-        // to hold to within a ping interval.
         let mut last_pong = Instant::now();
         let shutdown = shared.shutdown.cancelled();
         tokio::pin!(shutdown);
@@ -662,8 +664,8 @@ impl<I: Send + 'static> Live<I> {
         // The select below is biased and reads the client before anything
         // else, and valid inputs cause no writes: a client that floods them
         // and never reads would otherwise keep the `incoming` branch ready
-        // for ever, and the snapshot, ping and idle branches (the ones that
-        // notice it stopped reading) would only get a turn when tokio's
+        // for ever, and the snapshot branch (which sends the pings and
+        // checks the idle deadline: the one that notices it stopped reading) would only get a turn when tokio's
         // cooperative budget happened to make the read return `Pending`.
         // Instead, after `CLIENT_TURNS` client messages in a row the read is
         // left out for one turn and the other branches are polled; the last
@@ -671,12 +673,10 @@ impl<I: Send + 'static> Live<I> {
         // the idle deadline and the send timeout hold whatever the client
         // sends (and the rate limit closes a sustained flood anyway).
         //
-        // Shutdown and a resume claim come after the client and the
-        // snapshots: nearly every wake-up is one of those two, and a biased
-        // select stops at the first ready branch, so the rare ones are only
-        // polled when nothing common is ready (at the latest after
-        // `CLIENT_TURNS` messages). Polled first, they were 4 % of the
-        // server's samples at 1,000 players.
+        // Shutdown comes after the client and the snapshots: nearly every
+        // wake-up is one of those two, and a biased select stops at the
+        // first ready branch, so the rare one is only polled when nothing
+        // common is ready (at the latest after `CLIENT_TURNS` messages).
         let mut turns = CLIENT_TURNS;
         loop {
             let result = tokio::select! {
@@ -741,7 +741,22 @@ impl<I: Send + 'static> Live<I> {
                         return self.conn.close(close_code::INTERNAL, room_failed_reason(&self.room)).await;
                     };
                     next.set(next_snapshot(receiver));
-                    match self.encoder.snapshot(&snapshot, self.player) {
+                    let now = Instant::now();
+                    let ping_due = now >= next_ping;
+                    if ping_due {
+                        next_ping = now + config.ping_interval;
+                        if now.saturating_duration_since(last_pong) >= config.idle_timeout {
+                            let secs = config.idle_timeout.as_secs_f64();
+                            return match self.conn.close(
+                                close_code::GOING_AWAY,
+                                format!("idle timeout: no pong for {secs} s; answer WebSocket pings to stay connected"),
+                            ).await {
+                                End::Closed { .. } => End::IdleTimeout,
+                                other => other,
+                            };
+                        }
+                    }
+                    let sent = match self.encoder.snapshot(&snapshot, self.player) {
                         Some(msg) => {
                             let sent = self.conn.send(msg).await;
                             let now = std::time::Instant::now();
@@ -763,6 +778,10 @@ impl<I: Send + 'static> Live<I> {
                             sent
                         }
                         None => Ok(()),
+                    };
+                    match sent {
+                        Ok(()) if ping_due => self.conn.send(Message::Ping(Default::default())).await,
+                        other => other,
                     }
                 }
                 () = &mut shutdown => {
@@ -770,25 +789,6 @@ impl<I: Send + 'static> Live<I> {
                         End::Closed { .. } => End::Shutdown,
                         other => other,
                     };
-                }
-                now = ping.tick() => {
-                    turns = CLIENT_TURNS;
-                    // And at each ping, should the room stop ticking.
-                    if let Some(reply) = asked.take() {
-                        *handover = Some(reply);
-                        return End::TakenOver;
-                    }
-                    if now.saturating_duration_since(last_pong) >= config.idle_timeout {
-                        let secs = config.idle_timeout.as_secs_f64();
-                        return match self.conn.close(
-                            close_code::GOING_AWAY,
-                            format!("idle timeout: no pong for {secs} s; answer WebSocket pings to stay connected"),
-                        ).await {
-                            End::Closed { .. } => End::IdleTimeout,
-                            other => other,
-                        };
-                    }
-                    self.conn.send(Message::Ping(Default::default())).await
                 }
                 // Only after `CLIENT_TURNS` client messages in a row; see above.
                 () = std::future::ready(()), if turns == 0 => {
