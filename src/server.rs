@@ -297,7 +297,7 @@ fn upgrade<G: Game>(
                     // The per-address count, and an HTTP/2 connection's place,
                     // last as long as the session.
                     let _hold = hold;
-                    session::run(socket, shared, admission).await;
+                    session::run(Box::new(socket), shared, admission).await;
                 }
                 .instrument(span),
             )

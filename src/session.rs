@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, SinkExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
@@ -223,7 +224,12 @@ struct Refused {
 /// is caught and logged here. The seat and the player count have been
 /// given back by their guards during the unwinding, and the socket is
 /// dropped without a close frame.
-pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: Admission) {
+///
+/// The socket comes boxed: it is the biggest part of a session's state, and
+/// an async fn keeps a slot for a value at each place it is moved to (the
+/// argument, the connection, the live session), so unboxed it was stored
+/// three times over in every session's future.
+pub async fn run<G: Game>(socket: Box<WebSocket>, shared: Arc<Shared<G>>, admission: Admission) {
     if let Err(panic) = AssertUnwindSafe(connect(socket, shared, admission))
         .catch_unwind()
         .await
@@ -235,7 +241,7 @@ pub async fn run<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
     }
 }
 
-async fn connect<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: Admission) {
+async fn connect<G: Game>(socket: Box<WebSocket>, shared: Arc<Shared<G>>, admission: Admission) {
     let protocol = admission.protocol;
     let mut conn = Connection {
         socket,
@@ -254,7 +260,9 @@ async fn connect<G: Game>(socket: WebSocket, shared: Arc<Shared<G>>, admission: 
             return;
         }
     };
-    let parked = match admit(&shared, protocol, admission.room, admission.resume).await {
+    // Boxed: admission runs once, and its state would otherwise widen the
+    // session's future (one allocation per connection for its whole life).
+    let parked = match Box::pin(admit(&shared, protocol, admission.room, admission.resume)).await {
         Ok(parked) => parked,
         Err(refused) => {
             debug!("refused a connection: {}", refused.reason);
@@ -526,7 +534,7 @@ async fn play<G: Game>(
 
 /// The socket with its protocol and send policy.
 struct Connection {
-    socket: WebSocket,
+    socket: Box<WebSocket>,
     protocol: Protocol,
     send_timeout: Duration,
     /// Messages and bytes in and out, by protocol.
@@ -543,10 +551,12 @@ impl Connection {
         let mut sending = std::pin::pin!(self.socket.send(msg));
         // Almost every send completes at once (the kernel takes the bytes):
         // only start the timer when it does not. That is one timer fewer per
-        // client per tick.
+        // client per tick. The timer is boxed: it is rare, and inline it
+        // would widen every session's future (alive for the whole
+        // connection) by its size at each of the loop's send sites.
         let done = match (&mut sending).now_or_never() {
             Some(done) => done,
-            None => match timeout(self.send_timeout, sending).await {
+            None => match Box::pin(timeout(self.send_timeout, sending)).await {
                 Ok(done) => done,
                 Err(_) => return Err(End::SlowClient),
             },
@@ -556,34 +566,40 @@ impl Connection {
 
     /// Sends a close frame and waits briefly for the client's reply, so the
     /// close handshake completes and the client sees our code and reason.
-    async fn close(&mut self, code: u16, reason: String) -> End {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from(protocol::truncate(&reason, 123)),
-        };
-        if self.send(Message::Close(Some(frame))).await.is_ok() {
-            let _ = timeout(Duration::from_secs(1), async {
-                while let Some(Ok(msg)) = self.socket.recv().await {
-                    if matches!(msg, Message::Close(_)) {
-                        break;
+    fn close(&mut self, code: u16, reason: String) -> BoxFuture<'_, End> {
+        async move {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from(protocol::truncate(&reason, 123)),
+            };
+            if self.send(Message::Close(Some(frame))).await.is_ok() {
+                let _ = timeout(Duration::from_secs(1), async {
+                    while let Some(Ok(msg)) = self.socket.recv().await {
+                        if matches!(msg, Message::Close(_)) {
+                            break;
+                        }
                     }
-                }
-            })
-            .await;
+                })
+                .await;
+            }
+            End::Closed { code, reason }
         }
-        End::Closed { code, reason }
+        .boxed()
     }
 
     /// Tells the client why it cannot play (an `error` message, then a close).
-    async fn refuse(&mut self, code: ErrorCode, close: u16, message: String) -> End {
-        let err = ProtocolError {
-            code,
-            message: message.clone(),
-        };
-        match self.send(Message::Text(encode::error(&err).into())).await {
-            Ok(()) => self.close(close, message).await,
-            Err(end) => end,
+    fn refuse(&mut self, code: ErrorCode, close: u16, message: String) -> BoxFuture<'_, End> {
+        async move {
+            let err = ProtocolError {
+                code,
+                message: message.clone(),
+            };
+            match self.send(Message::Text(encode::error(&err).into())).await {
+                Ok(()) => self.close(close, message).await,
+                Err(end) => end,
+            }
         }
+        .boxed()
     }
 }
 
@@ -807,9 +823,12 @@ impl<I: Send + 'static> Live<I> {
     /// it on a later read, write or flush; without this flush the socket
     /// was dropped first, and a browser saw an unclean close (1006) after
     /// leaving normally.
-    async fn closed_by_client(&mut self, frame: Option<CloseFrame>) -> End {
-        let _ = timeout(self.conn.send_timeout, self.conn.socket.flush()).await;
-        End::ClientClosed(frame.map(|f| f.code))
+    fn closed_by_client(&mut self, frame: Option<CloseFrame>) -> BoxFuture<'_, End> {
+        async move {
+            let _ = timeout(self.conn.send_timeout, self.conn.socket.flush()).await;
+            End::ClientClosed(frame.map(|f| f.code))
+        }
+        .boxed()
     }
 
     /// A message dropped by the rate limit; the client is told once per
@@ -928,61 +947,69 @@ impl<I: Send + 'static> Live<I> {
     }
 
     /// Maps a failed read to the close code the RFC assigns to it.
-    async fn on_socket_error(&mut self, err: axum::Error, limit: u32, metrics: &Metrics) -> End {
-        use tungstenite::error::{CapacityError, Error as WsError};
-        let inner = err.into_inner();
-        match inner.downcast_ref::<WsError>() {
-            Some(WsError::Capacity(cap)) => {
-                let size = match cap {
-                    CapacityError::MessageTooLong { size, .. } => format!("{size} bytes"),
-                    _ => "a message".to_owned(),
-                };
-                debug!(player = self.player, "message too big: {cap}");
-                metrics.protocol_error("message_too_big");
-                self.conn
-                    .close(
-                        close_code::TOO_BIG,
-                        format!("{size} exceeds the limit of {limit} bytes per message"),
-                    )
-                    .await
-            }
-            Some(WsError::Utf8(_)) => {
-                debug!(player = self.player, "invalid UTF-8 in a text frame");
-                metrics.protocol_error("invalid_utf8");
-                self.conn
-                    .close(
-                        close_code::INVALID_PAYLOAD,
-                        "text frame is not valid UTF-8".into(),
-                    )
-                    .await
-            }
-            Some(WsError::Protocol(violation)) => match protocol_violation(violation) {
-                Some(what) => {
-                    metrics.protocol_error("websocket_violation");
-                    debug!(
-                        player = self.player,
-                        "WebSocket protocol violation: {violation}"
-                    );
+    fn on_socket_error<'a>(
+        &'a mut self,
+        err: axum::Error,
+        limit: u32,
+        metrics: &'a Metrics,
+    ) -> BoxFuture<'a, End> {
+        async move {
+            use tungstenite::error::{CapacityError, Error as WsError};
+            let inner = err.into_inner();
+            match inner.downcast_ref::<WsError>() {
+                Some(WsError::Capacity(cap)) => {
+                    let size = match cap {
+                        CapacityError::MessageTooLong { size, .. } => format!("{size} bytes"),
+                        _ => "a message".to_owned(),
+                    };
+                    debug!(player = self.player, "message too big: {cap}");
+                    metrics.protocol_error("message_too_big");
                     self.conn
                         .close(
-                            close_code::PROTOCOL_ERROR,
-                            format!("WebSocket protocol violation: {what}"),
+                            close_code::TOO_BIG,
+                            format!("{size} exceeds the limit of {limit} bytes per message"),
                         )
                         .await
                 }
-                // The peer went away without a close frame: a lost
-                // connection, not an error.
-                None if matches!(
-                    violation,
-                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
-                ) =>
-                {
-                    End::ClientClosed(None)
+                Some(WsError::Utf8(_)) => {
+                    debug!(player = self.player, "invalid UTF-8 in a text frame");
+                    metrics.protocol_error("invalid_utf8");
+                    self.conn
+                        .close(
+                            close_code::INVALID_PAYLOAD,
+                            "text frame is not valid UTF-8".into(),
+                        )
+                        .await
                 }
-                None => End::SocketError(inner.to_string()),
-            },
-            _ => End::SocketError(inner.to_string()),
+                Some(WsError::Protocol(violation)) => match protocol_violation(violation) {
+                    Some(what) => {
+                        metrics.protocol_error("websocket_violation");
+                        debug!(
+                            player = self.player,
+                            "WebSocket protocol violation: {violation}"
+                        );
+                        self.conn
+                            .close(
+                                close_code::PROTOCOL_ERROR,
+                                format!("WebSocket protocol violation: {what}"),
+                            )
+                            .await
+                    }
+                    // The peer went away without a close frame: a lost
+                    // connection, not an error.
+                    None if matches!(
+                        violation,
+                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                    ) =>
+                    {
+                        End::ClientClosed(None)
+                    }
+                    None => End::SocketError(inner.to_string()),
+                },
+                _ => End::SocketError(inner.to_string()),
+            }
         }
+        .boxed()
     }
 }
 
