@@ -175,8 +175,9 @@ struct Claim<S> {
 }
 
 impl<S> Asked<S> {
-    /// For a session without a slot (seed clients, resuming off): never claimed.
-    pub fn never() -> Self {
+    /// Not claimed (yet). A session without a slot (seed clients, resuming
+    /// off) keeps one that never will be.
+    pub fn unclaimed() -> Self {
         Asked(Arc::new(Claim {
             claimed: AtomicBool::new(false),
             reply: Mutex::new(None),
@@ -321,7 +322,7 @@ impl<S: Send + 'static> Resumes<S> {
     /// A fresh token for a live session of a player in `room`, and where
     /// that session learns that it should hand its player over.
     pub fn issue(self: &Arc<Self>, room: &str) -> (Live<S>, Asked<S>) {
-        let asked = Asked::never();
+        let asked = Asked::unclaimed();
         let mut inner = self.lock();
         let token = loop {
             // 128 random bits do not collide; the loop only makes it certain.

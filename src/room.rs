@@ -870,15 +870,16 @@ mod tests {
     use super::*;
     use crate::dots::{DotGame, DotInput};
 
-    fn room() -> Room<DotGame> {
+    /// A room of game `G` outside any task, for stepping by hand.
+    fn test_room<G: Game>(name: &str, input_buffer: usize) -> Room<G> {
         let grid = Grid::new(500.0, 500.0);
-        let (snapshots, _) = fanout::channel(Arc::new(Snapshot::empty(DotGame::SCHEMA, grid)));
+        let (snapshots, _) = fanout::channel(Arc::new(Snapshot::empty(G::SCHEMA, grid)));
         Room {
-            name: "t".into(),
-            game: DotGame::new(&Settings::with_seed(1)),
+            name: name.into(),
+            game: G::new(&Settings::with_seed(1)),
             config: RoomConfig {
                 tick_rate: 20,
-                input_buffer: 4,
+                input_buffer,
                 world_size: 500.0,
                 view_size: 500.0,
             },
@@ -886,13 +887,17 @@ mod tests {
             tick: 0,
             snapshots,
             grid,
-            world: Arc::new(World::new(DotGame::SCHEMA)),
+            world: Arc::new(World::new(G::SCHEMA)),
             cells: Arc::new(CellIndex::default()),
             warned: false,
             times: Arc::new(RoomTimings::default()),
             tick_interval: Duration::from_millis(50),
             metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    fn room() -> Room<DotGame> {
+        test_room("t", 4)
     }
 
     #[test]
@@ -1065,28 +1070,7 @@ mod tests {
     }
 
     fn probe_room(input_buffer: usize) -> Room<Probe> {
-        let grid = Grid::new(500.0, 500.0);
-        let (snapshots, _) = fanout::channel(Arc::new(Snapshot::empty(Probe::SCHEMA, grid)));
-        Room {
-            name: "p".into(),
-            game: Probe::new(&Settings::with_seed(1)),
-            config: RoomConfig {
-                tick_rate: 20,
-                input_buffer,
-                world_size: 500.0,
-                view_size: 500.0,
-            },
-            members: BTreeMap::new(),
-            tick: 0,
-            snapshots,
-            grid,
-            world: Arc::new(World::new(Probe::SCHEMA)),
-            cells: Arc::new(CellIndex::default()),
-            warned: false,
-            times: Arc::new(RoomTimings::default()),
-            tick_interval: Duration::from_millis(50),
-            metrics: Arc::new(Metrics::new()),
-        }
+        test_room("p", input_buffer)
     }
 
     fn ack(r: &Room<Probe>) -> u32 {

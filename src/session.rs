@@ -262,18 +262,19 @@ async fn connect<G: Game>(socket: Box<WebSocket>, shared: Arc<Shared<G>>, admiss
     };
     // Boxed: admission runs once, and its state would otherwise widen the
     // session's future (one allocation per connection for its whole life).
-    let parked = match Box::pin(admit(&shared, protocol, admission.room, admission.resume)).await {
-        Ok(parked) => parked,
-        Err(refused) => {
-            debug!("refused a connection: {}", refused.reason);
-            shared.metrics.refused(refused.metric);
-            conn.refuse(refused.code, refused.close, refused.reason)
-                .await;
-            return;
-        }
-    };
+    let (parked, resumed_with) =
+        match Box::pin(admit(&shared, protocol, admission.room, admission.resume)).await {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                debug!("refused a connection: {}", refused.reason);
+                shared.metrics.refused(refused.metric);
+                conn.refuse(refused.code, refused.close, refused.reason)
+                    .await;
+                return;
+            }
+        };
     shared.metrics.websockets_accepted.inc();
-    play(conn, shared, parked).await;
+    play(conn, shared, parked, resumed_with).await;
 }
 
 /// Finds this client its player: a new one in its room, or the one its
@@ -395,14 +396,14 @@ async fn take_back<G: Game>(
 }
 
 /// Plays one connection's player until the connection ends, then parks
-/// the player for a resume or lets it go.
-/// `resumed_with` is the token this connection resumed its player with.
+/// the player for a resume or lets it go. `resumed_with` is the token this
+/// connection resumed its player with.
 async fn play<G: Game>(
     mut conn: Connection,
     shared: Arc<Shared<G>>,
-    parked: (Parked<G>, Option<Token>),
+    parked: Parked<G>,
+    resumed_with: Option<Token>,
 ) {
-    let (parked, resumed_with) = parked;
     let resumed = resumed_with.is_some();
     let Parked {
         seat,
@@ -422,14 +423,13 @@ async fn play<G: Game>(
         let (live, asked) = shared.resumes.issue(&room);
         (Some(live), asked)
     } else {
-        (None, Asked::never())
+        (None, Asked::unclaimed())
     };
     if resumed {
         shared.metrics.resumes.inc();
-        info!(player, room = %room, protocol = protocol.name(), "Player {player} resumed. Total players: {}", shared.players());
-    } else {
-        info!(player, room = %room, protocol = protocol.name(), "Player {player} connected. Total players: {}", shared.players());
     }
+    let how = if resumed { "resumed" } else { "connected" };
+    info!(player, room = %room, protocol = protocol.name(), "Player {player} {how}. Total players: {}", shared.players());
 
     let welcome = match protocol {
         Protocol::Seed => encode::seed_init(player),

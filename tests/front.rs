@@ -76,22 +76,6 @@ async fn read_all(s: &mut TcpStream) -> Vec<u8> {
     buf
 }
 
-/// The next text message as JSON, on any WebSocket stream.
-async fn next_text<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Value {
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("timed out waiting for a message")
-            .expect("connection ended")
-            .expect("socket error");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-            Message::Ping(_) | Message::Pong(_) | Message::Binary(_) => continue,
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
-}
-
 /// The close frame that ends `ws`.
 async fn close_of<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> (u16, String) {
     loop {
@@ -641,19 +625,19 @@ async fn websockets_over_http2_count_each() {
     .await;
     let mut h2 = h2_connect(server.addr).await;
     let mut first = h2_websocket(&mut h2, server.addr).await;
-    assert_eq!(next_text(&mut first).await["type"], "welcome");
+    assert_eq!(next_json(&mut first).await["type"], "welcome");
     let mut second = h2_websocket(&mut h2, server.addr).await;
-    assert_eq!(next_text(&mut second).await["type"], "welcome");
+    assert_eq!(next_json(&mut second).await["type"], "welcome");
 
     let mut third = h2_websocket(&mut h2, server.addr).await;
-    let refused = next_text(&mut third).await;
+    let refused = next_json(&mut third).await;
     assert_eq!(refused["code"], "server_full", "{refused}");
     assert_eq!(close_of(&mut third).await.0, 1013);
 
     // Well past the header timeout, the connection still carries snapshots.
     let until = Instant::now() + Duration::from_millis(2000);
     while Instant::now() < until {
-        let msg = next_text(&mut first).await;
+        let msg = next_json(&mut first).await;
         assert_eq!(msg["type"], "snapshot", "{msg}");
     }
 
@@ -665,22 +649,22 @@ async fn websockets_over_http2_count_each() {
     let deadline = Instant::now() + WAIT;
     let mut again = loop {
         let mut ws = h2_websocket(&mut h2, server.addr).await;
-        let msg = next_text(&mut ws).await;
+        let msg = next_json(&mut ws).await;
         if msg["type"] == "welcome" {
             break ws;
         }
         assert!(Instant::now() < deadline, "never admitted again: {msg}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(next_text(&mut again).await["type"], "snapshot");
-    assert_eq!(next_text(&mut second).await["type"], "snapshot");
+    assert_eq!(next_json(&mut again).await["type"], "snapshot");
+    assert_eq!(next_json(&mut second).await["type"], "snapshot");
     again
         .send(Message::text("{\"type\":\"ping\",\"id\":1}"))
         .await
         .unwrap();
     assert_eq!(
         loop {
-            let m = next_text(&mut again).await;
+            let m = next_json(&mut again).await;
             if m["type"] != "snapshot" {
                 break m;
             }

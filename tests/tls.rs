@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::*;
-use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -19,8 +18,6 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{crypto, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, written to a
 /// fresh directory; removed on drop.
@@ -91,22 +88,6 @@ async fn tls_connect(server: &TestServer, cert: &Cert, alpn: &[&[u8]]) -> TlsStr
         .expect("TLS handshake failed")
 }
 
-/// The next text message as JSON (pings skipped).
-async fn next_text(ws: &mut WebSocketStream<TlsStream<TcpStream>>) -> serde_json::Value {
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("timed out waiting for a message")
-            .expect("connection ended")
-            .expect("socket error");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
-}
-
 async fn tls_server(cert: &Cert) -> TestServer {
     let (c, k) = (cert.cert(), cert.key());
     TestServer::with(move |config| {
@@ -169,10 +150,10 @@ async fn https_and_wss_with_a_generated_certificate() {
         "playfield.v1.json".parse().unwrap(),
     );
     let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
-    let welcome = next_text(&mut ws).await;
+    let welcome = next_json(&mut ws).await;
     assert_eq!(welcome["type"], "welcome");
     assert_eq!(welcome["room"], "lobby");
-    assert_eq!(next_text(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
 
     // Plain HTTP on the TLS port is not served.
     let mut plain = TcpStream::connect(server.addr).await.unwrap();

@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use playfield::dots::DotGame;
 use playfield::Config;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -106,8 +107,11 @@ pub async fn connect(url: &str, subprotocol: Option<&str>) -> Ws {
     ws
 }
 
-/// The next message that is not a ping or a pong.
-pub async fn next_message(ws: &mut Ws) -> Message {
+/// The next message that is not a ping or a pong, on any WebSocket stream
+/// (plain, TLS, or over HTTP/2).
+pub async fn next_message<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> Message {
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -121,7 +125,7 @@ pub async fn next_message(ws: &mut Ws) -> Message {
 }
 
 /// The next text message as JSON (pings and pongs are skipped).
-pub async fn next_json(ws: &mut Ws) -> Value {
+pub async fn next_json<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Value {
     match next_message(ws).await {
         Message::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
         other => panic!("expected a text message, got {other:?}"),
