@@ -174,10 +174,11 @@ fn decode(c: &mut Criterion) {
     use playfield::protocol::bin::Replica;
     let (a, b) = snapshots(1_000, 500.0, 500.0);
     let kinds = [playfield::replicate::FieldKind::Str];
-    let bytes = |m: Option<axum::extract::ws::Message>| match m {
-        Some(axum::extract::ws::Message::Binary(b)) => b.to_vec(),
-        _ => Vec::new(),
-    };
+    let bytes =
+        |m: Option<playfield::protocol::encoder::Outgoing>| match m.map(|m| m.into_message()) {
+            Some(playfield::ws::Message::Binary(b)) => b.to_vec(),
+            _ => Vec::new(),
+        };
     let mut enc = Encoder::new(Protocol::NativeBin);
     let full = bytes(enc.snapshot(&a, 1));
     let delta = bytes(enc.snapshot(&b, 1));

@@ -25,6 +25,7 @@ pub mod server;
 pub mod session;
 pub mod snapshot;
 pub mod tls;
+pub mod ws;
 
 pub use config::Config;
 pub use game::Game;

@@ -187,12 +187,49 @@ impl<I> InputQueue<I> {
     }
 }
 
+/// A connected client, served by its room's task.
+///
+/// The room reads every client just before it ticks and writes each one its
+/// snapshot right after, in the order they came in, all on its own task. A
+/// client costs no task wake-up, no timer and no channel per tick: with one
+/// task per connection woken per snapshot and per message, that machinery
+/// (wakers, readiness, `select!`) was most of the server's user-space CPU
+/// with thousands of clients. Reads and writes never wait: a client that
+/// has sent nothing is skipped, and one whose socket is full keeps its bytes
+/// until a later tick (it skips snapshots meanwhile). The session that
+/// attached a client gets it back through [`Client::finish`] when it is done,
+/// and does whatever needs waiting (a close handshake) on its own task.
+///
+/// The room knows no protocol and no session: the `session` module
+/// implements this.
+pub trait Client: Send {
+    /// Takes in what the client sent since the last tick. `false` when the
+    /// client is done (it knows why).
+    fn read(&mut self) -> bool;
+    /// Sends the client `snapshot`. `false` when the client is done.
+    fn write(&mut self, snapshot: &Arc<Snapshot>) -> bool;
+    /// Hands the client back to its session: done, or let go because the
+    /// room stops.
+    fn finish(self: Box<Self>, why: Release);
+}
+
+/// Why a room hands a client back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The client said it is done (`read` or `write` returned `false`).
+    Done,
+    /// The room stopped under it: its game panicked.
+    RoomFailed,
+}
+
 /// Messages from sessions to their room.
 pub enum Command<G: Game> {
     Join {
         player: PlayerId,
         reply: oneshot::Sender<Joined<G::Input>>,
     },
+    /// Serve this client from now on, until it is done.
+    Attach(Box<dyn Client>),
     /// `last` is decided by the registry: the room stops after the last player leaves.
     Leave { player: PlayerId, last: bool },
 }
@@ -384,6 +421,12 @@ struct Room<G: Game> {
     times: Arc<RoomTimings>,
     tick_interval: Duration,
     metrics: Arc<Metrics>,
+    /// The connections this room serves, in the order they came in: the
+    /// order they are written to, so a client's snapshot leaves at about the
+    /// same moment of every tick.
+    clients: Vec<Box<dyn Client>>,
+    /// The other half of `clients`' double buffer (see [`Room::serve`]).
+    spare: Vec<Box<dyn Client>>,
 }
 
 impl<G: Game> Room<G> {
@@ -417,8 +460,50 @@ impl<G: Game> Room<G> {
         self.game.leave(player);
     }
 
-    /// One tick: at most one input per player, advance, publish.
-    fn step(&mut self, now: SystemTime) {
+    /// Runs `op` on every client, in order. Those done are handed back to
+    /// their sessions; one that panicked (a bug: nothing a client sends
+    /// should cause one) is dropped with its socket, and only it: its
+    /// session sees it gone and lets its player go.
+    fn serve(&mut self, mut op: impl FnMut(&mut dyn Client) -> bool) {
+        let mut kept = std::mem::take(&mut self.spare);
+        for mut client in self.clients.drain(..) {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| op(&mut *client))) {
+                Ok(true) => kept.push(client),
+                Ok(false) => client.finish(Release::Done),
+                Err(panic) => error!(
+                    room = %self.name,
+                    panic = %panic_message(&*panic),
+                    "serving a client panicked (a bug); its connection was dropped"
+                ),
+            }
+        }
+        self.spare = std::mem::replace(&mut self.clients, kept);
+    }
+
+    /// Hands every client back with `why` (the room stops).
+    fn release_all(&mut self, why: Release) {
+        for client in self.clients.drain(..) {
+            client.finish(why);
+        }
+    }
+
+    /// One tick: read the clients, at most one input per player, advance,
+    /// publish, write the clients. A room catching up after a stall (the
+    /// next tick is due already) only advances: its clients are read and
+    /// written once, on the last tick of the burst, and skip the others.
+    fn step(&mut self, now: SystemTime, behind: bool) {
+        if behind {
+            self.advance(now);
+            return;
+        }
+        self.serve(|client| client.read());
+        let snapshot = self.advance(now);
+        self.serve(|client| client.write(&snapshot));
+    }
+
+    /// The game's part of a tick: at most one input per player, advance,
+    /// publish. Its duration is the tick time.
+    fn advance(&mut self, now: SystemTime) -> Arc<Snapshot> {
         let started = std::time::Instant::now();
         for (&player, member) in &mut self.members {
             if let Some(input) = member.take() {
@@ -451,17 +536,20 @@ impl<G: Game> Room<G> {
             cache: EncodeCache::default(),
             published: std::time::Instant::now(),
         };
-        // Stored even while no session is waiting; waiters wake in a stable order.
-        self.snapshots.send(Arc::new(snapshot));
+        // Kept for observers of the room (tests, spectators); the room's
+        // own clients get it from `step`.
+        let snapshot = Arc::new(snapshot);
+        self.snapshots.send(Arc::clone(&snapshot));
         let took = started.elapsed();
         self.times.tick.record(took, self.tick_interval);
         self.metrics.tick_seconds.observe(took.as_secs_f64());
         if took > self.tick_interval {
             self.metrics.ticks_overrun.inc();
         }
+        snapshot
     }
 
-    async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Command<G>>) {
+    async fn run(&mut self, commands: &mut mpsc::UnboundedReceiver<Command<G>>) {
         let tick_interval = self.tick_interval;
         let mut ticker = tokio::time::interval(tick_interval);
         // After a short stall, run the missed ticks back to back: tick n stays
@@ -482,6 +570,7 @@ impl<G: Game> Room<G> {
                         // `Leave` follows this `Join`.
                         let _ = reply.send(joined);
                     }
+                    Some(Command::Attach(client)) => self.clients.push(client),
                     Some(Command::Leave { player, last }) => {
                         self.leave(player);
                         if last {
@@ -491,11 +580,17 @@ impl<G: Game> Room<G> {
                     None => break,
                 },
                 scheduled = ticker.tick() => {
-                    if scheduled.elapsed() > max_lag {
-                        warn!(room = %self.name, lag = ?scheduled.elapsed(), "room fell too far behind; skipping missed ticks");
+                    let lag = scheduled.elapsed();
+                    // Another tick is due already: this one is part of a
+                    // catch-up burst (see `step`).
+                    let behind = if lag > max_lag {
+                        warn!(room = %self.name, ?lag, "room fell too far behind; skipping missed ticks");
                         ticker.reset();
-                    }
-                    self.step(SystemTime::now());
+                        false
+                    } else {
+                        lag >= tick_interval
+                    };
+                    self.step(SystemTime::now(), behind);
                 }
             }
         }
@@ -846,12 +941,30 @@ async fn supervise<G: Game>(
         times: parts.times,
         tick_interval: parts.tick_interval,
         metrics: parts.metrics,
+        clients: Vec::new(),
+        spare: Vec::new(),
     };
-    let outcome = AssertUnwindSafe(room.run(commands)).catch_unwind().await;
+    let mut commands = commands;
+    // Unconstrained by tokio's cooperative budget: serving its clients is
+    // thousands of socket operations per tick, and past the budget (128)
+    // every one of them would report "not ready" until the task yields.
+    // The room yields anyway, between ticks.
+    let outcome = AssertUnwindSafe(tokio::task::unconstrained(room.run(&mut commands)))
+        .catch_unwind()
+        .await;
     if let Err(panic) = outcome {
         failed(room.tick, panic);
     }
-    // `room` is dropped here, after the registry forgot it.
+    // Its clients go back to their sessions, which close them (1011), after
+    // the registry forgot the room; so do clients still on their way in.
+    room.release_all(Release::RoomFailed);
+    commands.close();
+    while let Ok(command) = commands.try_recv() {
+        if let Command::Attach(client) = command {
+            client.finish(Release::RoomFailed);
+        }
+    }
+    // `room` is dropped here.
 }
 
 /// The text of a panic, for the log.
@@ -893,6 +1006,8 @@ mod tests {
             times: Arc::new(RoomTimings::default()),
             tick_interval: Duration::from_millis(50),
             metrics: Arc::new(Metrics::new()),
+            clients: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -924,12 +1039,12 @@ mod tests {
         }
         assert_eq!(accepted, 4, "queue holds input_buffer inputs");
         for tick in 1..=4 {
-            r.step(SystemTime::now());
+            r.step(SystemTime::now(), false);
             // While queued inputs remain, the ack is the last one applied.
             assert_eq!(r.snapshots.latest().ack(1), tick);
         }
         for _ in 0..6 {
-            r.step(SystemTime::now());
+            r.step(SystemTime::now(), false);
         }
         // Four inputs, four steps, however many were sent.
         assert_eq!(r.game.position(1), Some((140.0, 100.0)));
@@ -949,11 +1064,11 @@ mod tests {
     fn each_snapshot_carries_the_previous_world_as_its_delta_base() {
         let mut r = room();
         r.join(1);
-        r.step(SystemTime::now());
+        r.step(SystemTime::now(), false);
         let first = r.snapshots.latest().clone();
         assert_eq!(first.prev.as_ref().map(|(w, _)| w.len()), Some(0));
         r.join(2);
-        r.step(SystemTime::now());
+        r.step(SystemTime::now(), false);
         let second = r.snapshots.latest().clone();
         assert!(Arc::ptr_eq(&second.prev.as_ref().unwrap().0, &first.world));
         assert_eq!(second.world.len(), 2);
@@ -1084,13 +1199,13 @@ mod tests {
         let mut r = probe_room(4);
         let mut q = r.join(1).inputs;
         q.push(10, 10).unwrap();
-        r.step(SystemTime::now());
+        r.step(SystemTime::now(), false);
         assert_eq!(ack(&r), 10);
         q.push(5, 5).unwrap();
-        r.step(SystemTime::now());
+        r.step(SystemTime::now(), false);
         assert_eq!(r.game.applied, [10, 5], "applied all the same");
         assert_eq!(ack(&r), 10, "the ack went backwards");
-        r.step(SystemTime::now());
+        r.step(SystemTime::now(), false);
         assert_eq!(ack(&r), 10);
     }
 
@@ -1120,14 +1235,14 @@ mod tests {
             "{text}"
         );
         for _ in 0..6 {
-            r.step(SystemTime::now());
+            r.step(SystemTime::now(), false);
         }
         assert_eq!(ack(&r), 5, "the refused seq is never acknowledged");
         assert_eq!(r.game.applied, [1, 2, 3, 4]);
         // The bound moves with the highest seq accepted: exactly at it is fine.
         assert_eq!(q.push(5 + MAX_SEQ_STEP, 6), Ok(Pushed::Queued));
         assert!(q.push(5 + 2 * MAX_SEQ_STEP + 1, 7).is_err());
-        r.step(SystemTime::now());
+        r.step(SystemTime::now(), false);
         assert_eq!(ack(&r), 5 + MAX_SEQ_STEP);
         // Messages the rate limit dropped unread may have been inputs: each
         // lets the next seq go one further (once).

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 use axum::middleware::{self, Next};
@@ -34,6 +32,9 @@ use crate::protocol::{self, encode, ErrorCode, Protocol, ProtocolError};
 use crate::resume::Resumes;
 use crate::room::{RoomConfig, Rooms};
 use crate::session::{self, close_code, Admission, Parked, Seat};
+use crate::ws::{
+    self, CloseFrame, Message, Socket, Upgrade, UpgradeRejection, Utf8Bytes, WebSocketConfig,
+};
 
 /// State shared by every connection of one server.
 pub struct Shared<G: Game> {
@@ -147,7 +148,7 @@ async fn root<G: Game>(
     connection: Option<Extension<Connection>>,
     headers: HeaderMap,
     params: Result<Query<WsParams>, QueryRejection>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, UpgradeRejection>,
 ) -> Response {
     match ws {
         Ok(ws) => upgrade(
@@ -167,7 +168,7 @@ async fn websocket<G: Game>(
     connection: Option<Extension<Connection>>,
     headers: HeaderMap,
     params: Result<Query<WsParams>, QueryRejection>,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     upgrade(
         shared,
@@ -183,7 +184,7 @@ fn upgrade<G: Game>(
     connection: Option<Connection>,
     headers: &HeaderMap,
     params: Result<Query<WsParams>, QueryRejection>,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     if shared.shutdown.is_cancelled() {
         shared.metrics.refused(RefusedReason::shutting_down);
@@ -223,11 +224,16 @@ fn upgrade<G: Game>(
             return (StatusCode::BAD_REQUEST, message).into_response();
         }
     };
-    let ws = match protocol.subprotocol() {
-        Some(name) => ws.protocols([name]),
-        None => ws,
-    };
     let limit = shared.config.max_message_bytes as usize;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+        // tungstenite's default 128 KiB read buffer is zero-filled on every
+        // read: with thousands of clients sending tiny inputs that memset
+        // was the hottest thing in a profile and 128 KiB of RSS per
+        // connection. Client messages are small (4 KiB at most by default).
+        .read_buffer_size(READ_BUFFER);
+    let subprotocol = protocol.subprotocol();
     // Every log line of this connection carries its id and peer, and once
     // it has a player, its room and player id (recorded by the session).
     let span = info_span!(
@@ -259,19 +265,15 @@ fn upgrade<G: Game>(
             let send_timeout = shared.config.send_timeout;
             let tracker = shared.tracker.clone();
             debug!("refused a connection: {why}");
-            return ws
-                .max_message_size(limit)
-                .max_frame_size(limit)
-                .read_buffer_size(READ_BUFFER)
-                .on_upgrade(move |socket| {
-                    tracker.track_future(
-                        async move {
-                            let _held = (slot, hold);
-                            refuse_on_socket(socket, why.to_string(), send_timeout).await;
-                        }
-                        .instrument(span),
-                    )
-                });
+            return ws.on_upgrade(subprotocol, config, move |socket| {
+                tracker.track_future(
+                    async move {
+                        let _held = (slot, hold);
+                        refuse_on_socket(socket, why.to_string(), send_timeout).await;
+                    }
+                    .instrument(span),
+                )
+            });
         }
         WebSocketSeat::Rejected(why) => {
             return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
@@ -284,24 +286,17 @@ fn upgrade<G: Game>(
         seat,
     };
     let tracker = shared.tracker.clone();
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        // tungstenite's default 128 KiB read buffer is zero-filled on every
-        // read: with thousands of clients sending tiny inputs that memset was
-        // the hottest thing in a profile and 128 KiB of RSS per connection.
-        // Client messages are small (the limit is 4 KiB by default).
-        .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| {
-            tracker.track_future(
-                async move {
-                    // The per-address count, and an HTTP/2 connection's place,
-                    // last as long as the session.
-                    let _hold = hold;
-                    session::run(Box::new(socket), shared, admission).await;
-                }
-                .instrument(span),
-            )
-        })
+    ws.on_upgrade(subprotocol, config, move |socket| {
+        tracker.track_future(
+            async move {
+                // The per-address count, and an HTTP/2 connection's place,
+                // last as long as the session.
+                let _hold = hold;
+                session::run(Box::new(socket), shared, admission).await;
+            }
+            .instrument(span),
+        )
+    })
 }
 
 /// HTTP 403 for a WebSocket from an origin not in `--allowed-origins`.
@@ -323,13 +318,13 @@ fn origin_refused(origin: &HeaderValue) -> Response {
 
 /// Tells a WebSocket client over a limit why (an `error`, then close 1013),
 /// bounded in time like a session's own refusals.
-async fn refuse_on_socket(mut socket: WebSocket, reason: String, send_timeout: Duration) {
+async fn refuse_on_socket(mut socket: Socket, reason: String, send_timeout: Duration) {
     let error = encode::error(&ProtocolError {
         code: ErrorCode::ServerFull,
         message: reason.clone(),
     });
     let close = CloseFrame {
-        code: close_code::TRY_AGAIN_LATER,
+        code: close_code::TRY_AGAIN_LATER.into(),
         reason: Utf8Bytes::from(protocol::truncate(&reason, 123)),
     };
     let _ = tokio::time::timeout(send_timeout + Duration::from_secs(1), async {
@@ -341,7 +336,7 @@ async fn refuse_on_socket(mut socket: WebSocket, reason: String, send_timeout: D
                 break;
             }
         }
-        Ok::<(), axum::Error>(())
+        Ok::<(), ws::Error>(())
     })
     .await;
 }

@@ -17,27 +17,27 @@ mod rate;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, SinkExt};
-use tokio::sync::OwnedSemaphorePermit;
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::{timeout, Instant};
 use tracing::{debug, error, info, warn};
 
-use crate::fanout;
 use crate::game::{Game, PlayerId};
 use crate::metrics::{Metrics, RefusedReason, SessionCounters};
-use crate::protocol::encoder::Encoder;
+use crate::protocol::encoder::{Encoder, Outgoing};
 use crate::protocol::{self, encode, ClientMessage, ErrorCode, Protocol, ProtocolError};
 use crate::resume::{self, Asked, Claimed, ResumeError, Takeover, Token};
 use crate::room::{
-    panic_message, validate_room_name, InputQueue, Pushed, ReserveError, RoomTimings,
-    Seat as RoomSeat,
+    panic_message, validate_room_name, Client, Command, InputQueue, Pushed, Release, ReserveError,
+    RoomTimings, Seat as RoomSeat,
 };
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
+use crate::ws::{self, CloseFrame, Message, Socket, Utf8Bytes};
 
 pub use rate::{RateLimit, Verdict, EXCESS_GAP, EXCESS_LIMIT};
 
@@ -57,11 +57,6 @@ pub mod close_code {
 /// Bad messages logged at `warn` per connection; the rest go to `debug`, so
 /// a client spamming garbage cannot flood the log.
 const LOUD_BAD_MESSAGES: u32 = 3;
-
-/// Client messages handled in a row before the snapshot (which drives the
-/// pings and the idle deadline) and shutdown branches of the session loop
-/// are looked at again (see `Live::serve`).
-const CLIENT_TURNS: u32 = 32;
 
 /// A connection's count of bad messages. It saturates: a client cannot
 /// wrap it around (and get logged at `warn` again) by sending 2^32 of them.
@@ -229,7 +224,7 @@ struct Refused {
 /// an async fn keeps a slot for a value at each place it is moved to (the
 /// argument, the connection, the live session), so unboxed it was stored
 /// three times over in every session's future.
-pub async fn run<G: Game>(socket: Box<WebSocket>, shared: Arc<Shared<G>>, admission: Admission) {
+pub async fn run<G: Game>(socket: Box<Socket>, shared: Arc<Shared<G>>, admission: Admission) {
     if let Err(panic) = AssertUnwindSafe(connect(socket, shared, admission))
         .catch_unwind()
         .await
@@ -241,7 +236,7 @@ pub async fn run<G: Game>(socket: Box<WebSocket>, shared: Arc<Shared<G>>, admiss
     }
 }
 
-async fn connect<G: Game>(socket: Box<WebSocket>, shared: Arc<Shared<G>>, admission: Admission) {
+async fn connect<G: Game>(socket: Box<Socket>, shared: Arc<Shared<G>>, admission: Admission) {
     let protocol = admission.protocol;
     let mut conn = Connection {
         socket,
@@ -398,6 +393,10 @@ async fn take_back<G: Game>(
 /// Plays one connection's player until the connection ends, then parks
 /// the player for a resume or lets it go. `resumed_with` is the token this
 /// connection resumed its player with.
+///
+/// While the player plays, the connection is served by the room's task
+/// (see [`Client`]); this task only waits for it to come back, and then
+/// does what takes waiting: a close handshake, a handover.
 async fn play<G: Game>(
     mut conn: Connection,
     shared: Arc<Shared<G>>,
@@ -446,34 +445,95 @@ async fn play<G: Game>(
             resumed_seq: resumed.then(|| inputs.last_seq()),
         }),
     };
-    let mut handover = None;
-    let mut heard = false;
-    let (end, inputs, conn) = match conn.send(Message::Text(welcome.into())).await {
-        Ok(()) => {
-            let handle = seat.handle();
-            let mut live = Live {
-                conn,
-                player,
-                room: room.clone(),
-                encoder: Encoder::new(protocol),
-                snapshots: handle.snapshots.clone(),
-                timings: Arc::clone(&handle.timings),
-                last_sent: None,
-                heard: false,
-                inputs,
-                bad_messages: BadMessages::default(),
-                dropped_inputs: 0,
-                limit: RateLimit::new(
-                    shared.config.message_rate(),
-                    shared.config.message_burst,
-                    Instant::now(),
-                ),
-            };
-            let end = live.serve(&shared, &asked, &mut handover).await;
-            heard = live.heard;
-            (end, live.inputs, Some(live.conn))
-        }
-        Err(end) => (end, inputs, None),
+    if let Err(end) = conn.send(Message::Text(welcome.into())).await {
+        // The client never got its token: nothing to come back with,
+        // unless it resumed with one.
+        let parked = Parked {
+            seat,
+            inputs,
+            count,
+            player,
+            info,
+        };
+        let back = Back {
+            end,
+            conn: None,
+            handover: None,
+            heard: false,
+        };
+        return part(&shared, parked, back, token, asked, resumed_with).await;
+    }
+    let (done, back) = oneshot::channel();
+    let now = Instant::now();
+    let mut live = Box::new(Live {
+        conn,
+        player,
+        room: room.clone(),
+        shared: Arc::clone(&shared),
+        asked,
+        encoder: Encoder::new(protocol),
+        timings: Arc::clone(&seat.handle().timings),
+        last_sent: None,
+        heard: false,
+        inputs,
+        bad_messages: BadMessages::default(),
+        dropped_inputs: 0,
+        limit: RateLimit::new(
+            shared.config.message_rate(),
+            shared.config.message_burst,
+            now,
+        ),
+        next_ping: now + shared.config.ping_interval,
+        last_pong: now,
+        backlog_since: None,
+        ending: None,
+        done: Some(done),
+        span,
+    });
+    // From here on the room reads and writes the socket.
+    live.conn.socket.park();
+    if let Err(mpsc::error::SendError(Command::Attach(live))) =
+        seat.handle().commands.send(Command::Attach(live))
+    {
+        // The room is gone: its game panicked.
+        live.finish(Release::RoomFailed);
+    }
+    let Ok(live) = back.await else {
+        // Serving it panicked (logged by the room) and the socket is gone.
+        drop(token);
+        drop(seat);
+        let total = count.leave();
+        info!(player, room = %room, "Player {player} disconnected (connection dropped after an internal error). Total players: {total}");
+        return;
+    };
+    let Live {
+        mut conn,
+        inputs,
+        heard,
+        asked,
+        ending,
+        ..
+    } = *live;
+    if let Some(Ending::Panicked(panic)) = &ending {
+        error!(
+            %panic,
+            "a session panicked (a bug); its seat and player count were given back and its socket dropped"
+        );
+        drop(conn);
+        drop(token);
+        drop(seat);
+        let total = count.leave();
+        info!(player, room = %room, "Player {player} disconnected. Total players: {total}");
+        return;
+    }
+    let (end, handover) = match ending {
+        Some(ending) => conn.conclude(ending).await,
+        // Not told why: only a room that stopped can do that.
+        None => (
+            conn.close(close_code::INTERNAL, room_failed_reason(&room))
+                .await,
+            None,
+        ),
     };
     let parked = Parked {
         seat,
@@ -482,6 +542,43 @@ async fn play<G: Game>(
         player,
         info,
     };
+    let back = Back {
+        end,
+        conn: Some(conn),
+        handover,
+        heard,
+    };
+    part(&shared, parked, back, token, asked, resumed_with).await;
+}
+
+/// How a connection ended, for [`part`].
+struct Back<G: Game> {
+    end: End,
+    /// The connection, if the welcome went out on it.
+    conn: Option<Connection>,
+    /// Where to hand the player over to, when it was resumed elsewhere.
+    handover: Option<Takeover<Parked<G>>>,
+    /// Whether anything came from the client (see [`Live::heard`]).
+    heard: bool,
+}
+
+/// Parts a player from its connection: hands it over to the connection
+/// that resumed it, parks it for a resume, or lets it go.
+async fn part<G: Game>(
+    shared: &Arc<Shared<G>>,
+    parked: Parked<G>,
+    back: Back<G>,
+    token: Option<resume::Live<Parked<G>>>,
+    asked: Asked<Parked<G>>,
+    resumed_with: Option<Token>,
+) {
+    let (player, room) = (parked.player, parked.seat.room().to_owned());
+    let Back {
+        end,
+        conn,
+        handover,
+        heard,
+    } = back;
     match (end, token) {
         (End::TakenOver, _) => {
             if let Some(reply) = handover {
@@ -534,7 +631,7 @@ async fn play<G: Game>(
 
 /// The socket with its protocol and send policy.
 struct Connection {
-    socket: Box<WebSocket>,
+    socket: Box<Socket>,
     protocol: Protocol,
     send_timeout: Duration,
     /// Messages and bytes in and out, by protocol.
@@ -544,16 +641,11 @@ struct Connection {
 impl Connection {
     /// Sends one message, giving up on clients that do not take it in time.
     async fn send(&mut self, msg: Message) -> Result<(), End> {
-        if let Some(len) = data_len(&msg) {
-            self.counters.messages_out.inc();
-            self.counters.bytes_out.inc_by(len);
-        }
+        self.count_out(&msg);
         let mut sending = std::pin::pin!(self.socket.send(msg));
         // Almost every send completes at once (the kernel takes the bytes):
-        // only start the timer when it does not. That is one timer fewer per
-        // client per tick. The timer is boxed: it is rare, and inline it
-        // would widen every session's future (alive for the whole
-        // connection) by its size at each of the loop's send sites.
+        // only start the timer when it does not. The timer is boxed: it is
+        // rare, and inline it would widen the session's future.
         let done = match (&mut sending).now_or_never() {
             Some(done) => done,
             None => match Box::pin(timeout(self.send_timeout, sending)).await {
@@ -564,12 +656,91 @@ impl Connection {
         done.map_err(|e| End::SocketError(e.to_string()))
     }
 
+    fn count_out(&mut self, msg: &Message) {
+        if let Some(len) = data_len(msg) {
+            self.counters.messages_out.inc();
+            self.counters.bytes_out.inc_by(len);
+        }
+    }
+
+    /// The client's next message if it is there already, without waiting
+    /// (`Pending` when it has sent nothing more this tick). Used from the
+    /// room's task, which never waits for a client: it looks again on its
+    /// next tick.
+    fn try_recv(&mut self) -> Poll<Option<Result<Message, ws::Error>>> {
+        self.socket.try_recv()
+    }
+
+    /// Queues `msg` and writes as much as the socket takes now, without
+    /// waiting. `Ok(false)` when bytes are left over for [`try_flush`].
+    ///
+    /// [`try_flush`]: Connection::try_flush
+    fn push(&mut self, msg: Message) -> Result<bool, End> {
+        self.count_out(&msg);
+        self.socket
+            .push(msg)
+            .map_err(|e| End::SocketError(e.to_string()))
+    }
+
+    /// Writes a frame shared by many clients (see [`Socket::push_shared`]).
+    /// `Ok(false)` when the socket did not take it all.
+    fn push_shared(&mut self, frame: &ws::Shared) -> Result<bool, End> {
+        match self.socket.push_shared(frame.frame()) {
+            Ok(sent) => {
+                if sent != ws::Sent::Skipped {
+                    self.counters.messages_out.inc();
+                    self.counters.bytes_out.inc_by(frame.len() as u64);
+                }
+                Ok(sent == ws::Sent::All)
+            }
+            Err(e) => Err(End::SocketError(e.to_string())),
+        }
+    }
+
+    /// Writes what is queued as far as the socket takes it now, without
+    /// waiting. `Ok(true)` when nothing is left.
+    fn try_flush(&mut self) -> Result<bool, End> {
+        self.socket
+            .try_flush()
+            .map_err(|e| End::SocketError(e.to_string()))
+    }
+
+    /// Does what `ending` asks for, waiting as long as that takes. Returns
+    /// how the session ended, and where to hand the player over to if it
+    /// was resumed elsewhere.
+    async fn conclude<G: Game>(&mut self, ending: Ending<G>) -> (End, Option<Takeover<Parked<G>>>) {
+        let end = match ending {
+            Ending::Lost(end) => end,
+            Ending::ClientClosed(frame) => {
+                // Answer the close frame (RFC 6455 §5.5.1). tungstenite
+                // queued the reply on reading the close but only writes it
+                // on a later read, write or flush; without this flush the
+                // socket was dropped first, and a browser saw an unclean
+                // close (1006) after leaving normally.
+                let _ = timeout(self.send_timeout, self.socket.flush()).await;
+                End::ClientClosed(frame.map(|f| u16::from(f.code)))
+            }
+            Ending::Close { code, reason, then } => match self.close(code, reason).await {
+                End::Closed { code, reason } => then.unwrap_or(End::Closed { code, reason }),
+                other => other,
+            },
+            Ending::Refuse {
+                code,
+                close,
+                message,
+            } => self.refuse(code, close, message).await,
+            Ending::TakenOver(reply) => return (End::TakenOver, Some(reply)),
+            Ending::Panicked(panic) => End::SocketError(format!("panicked: {panic}")),
+        };
+        (end, None)
+    }
+
     /// Sends a close frame and waits briefly for the client's reply, so the
     /// close handshake completes and the client sees our code and reason.
     fn close(&mut self, code: u16, reason: String) -> BoxFuture<'_, End> {
         async move {
             let frame = CloseFrame {
-                code,
+                code: code.into(),
                 reason: Utf8Bytes::from(protocol::truncate(&reason, 123)),
             };
             if self.send(Message::Close(Some(frame))).await.is_ok() {
@@ -613,230 +784,301 @@ fn data_len(msg: &Message) -> Option<u64> {
     }
 }
 
-/// Waits for the room's next snapshot; hands the receiver back so the
-/// session can wait again (one future per snapshot, not per loop turn).
-/// `None` when the room is gone.
-async fn next_snapshot(
-    mut receiver: fanout::Receiver<Arc<Snapshot>>,
-) -> (fanout::Receiver<Arc<Snapshot>>, Option<Arc<Snapshot>>) {
-    let snapshot = receiver.changed().await.ok();
-    (receiver, snapshot)
+/// What is left to do when the room is done with a client; its session
+/// does it (it may take waiting).
+enum Ending<G: Game> {
+    /// Nothing to send: the connection is lost or unusable.
+    Lost(End),
+    /// The client closed the connection: answer its close frame.
+    ClientClosed(Option<CloseFrame>),
+    /// Close with `code` and `reason`. If that goes through, the session
+    /// ended as `then` (by default as closed by the server).
+    Close {
+        code: u16,
+        reason: String,
+        then: Option<End>,
+    },
+    /// Tell the client why (an `error` message), then close.
+    Refuse {
+        code: ErrorCode,
+        close: u16,
+        message: String,
+    },
+    /// The player was resumed on another connection: hand it over there.
+    TakenOver(Takeover<Parked<G>>),
+    /// Serving the client panicked (a bug): the socket is dropped as it is,
+    /// and the player leaves.
+    Panicked(String),
 }
 
-/// A session that has joined its room.
-struct Live<I> {
+/// A session's connection while its room serves it (see [`Client`]).
+struct Live<G: Game> {
     conn: Connection,
     player: PlayerId,
     room: String,
+    shared: Arc<Shared<G>>,
+    /// A claim of this player's resume token (see `resume::Asked`).
+    asked: Asked<Parked<G>>,
     /// Encodes snapshots for this client; holds its delta baseline.
     encoder: Encoder,
-    snapshots: fanout::Receiver<Arc<Snapshot>>,
-    /// The room's timings, where this session records its fan-out.
+    /// The room's timings, where this client's fan-out is recorded.
     timings: Arc<RoomTimings>,
     /// The tick and time of the last snapshot sent.
     last_sent: Option<(u64, std::time::Instant)>,
     /// Whether anything (a message, a pong) came from the client: then it
     /// surely got its `welcome`, and with it its new resume token.
     heard: bool,
-    inputs: InputQueue<I>,
+    inputs: InputQueue<G::Input>,
     bad_messages: BadMessages,
     dropped_inputs: u64,
     /// The client's message rate.
     limit: RateLimit,
+    /// When the next ping goes out. Pings go out, and the idle deadline is
+    /// checked, on the snapshots that go out anyway (20 a second at the
+    /// default tick rate) rather than on timers of their own; a room always
+    /// ticks while it has players, so both hold to within a tick.
+    next_ping: Instant,
+    /// Liveness is measured by pongs: a client that stops reading also
+    /// stops answering pings, even if it keeps sending.
+    last_pong: Instant,
+    /// Since when the socket has held bytes it could not take yet: a client
+    /// that reads slowly, or not at all. It skips snapshots meanwhile, and
+    /// is let go after the send timeout.
+    backlog_since: Option<Instant>,
+    /// Why the client is done, once it is.
+    ending: Option<Ending<G>>,
+    /// Where the room hands the client back.
+    done: Option<oneshot::Sender<Box<Live<G>>>>,
+    /// The connection's log span, entered while the room serves it.
+    span: tracing::Span,
 }
 
-impl<I: Send + 'static> Live<I> {
-    /// Serves the client until the connection ends. A claim of this
-    /// player's resume token arrives on `asked`: its reply channel is put
-    /// in `handover`, and the session ends with [`End::TakenOver`].
-    async fn serve<G: Game<Input = I>>(
-        &mut self,
-        shared: &Shared<G>,
-        asked: &Asked<Parked<G>>,
-        handover: &mut Option<Takeover<Parked<G>>>,
-    ) -> End {
+impl<G: Game> Client for Live<G> {
+    fn read(&mut self) -> bool {
+        self.within(Live::read_now)
+    }
+
+    fn write(&mut self, snapshot: &Arc<Snapshot>) -> bool {
+        self.within(|live| match live.send_snapshot(snapshot) {
+            Ok(()) => true,
+            Err(ending) => live.done(ending),
+        })
+    }
+
+    fn finish(mut self: Box<Self>, why: Release) {
+        if why == Release::RoomFailed && self.ending.is_none() {
+            self.ending = Some(Ending::Close {
+                code: close_code::INTERNAL,
+                reason: room_failed_reason(&self.room),
+                then: None,
+            });
+        }
+        if let Some(done) = self.done.take() {
+            // If the session is gone, so is the client.
+            let _ = done.send(self);
+        }
+    }
+}
+
+impl<G: Game> Live<G> {
+    /// Runs `f` in the connection's span, so what it logs carries the
+    /// connection's id, peer, room and player, as on the session's own
+    /// task. A panic in it (a bug: nothing a client sends should cause
+    /// one) ends this client alone.
+    fn within(&mut self, f: impl FnOnce(&mut Self) -> bool) -> bool {
+        let span = std::mem::replace(&mut self.span, tracing::Span::none());
+        let result = {
+            let _entered = span.enter();
+            std::panic::catch_unwind(AssertUnwindSafe(|| f(self)))
+        };
+        self.span = span;
+        match result {
+            Ok(more) => more,
+            Err(panic) => self.done(Ending::Panicked(panic_message(&*panic).to_owned())),
+        }
+    }
+
+    fn read_now(&mut self) -> bool {
+        // A bounded number of messages per tick, as many as a client may
+        // send at once (`--message-burst`): one that floods finds its excess
+        // left in the kernel (and its own send buffer filling up) rather
+        // than taking the room's time.
+        self.conn.socket.begin_reads();
+        for _ in 0..self.shared.config.message_burst {
+            let msg = match self.conn.try_recv() {
+                Poll::Pending => return true,
+                Poll::Ready(None) => return self.done(Ending::Lost(End::ClientClosed(None))),
+                Poll::Ready(Some(Ok(Message::Close(frame)))) => {
+                    return self.done(Ending::ClientClosed(frame))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let ending = self.socket_error(e);
+                    return self.done(ending);
+                }
+                Poll::Ready(Some(Ok(msg))) => msg,
+            };
+            if let Err(ending) = self.on_frame(msg) {
+                return self.done(ending);
+            }
+        }
+        true
+    }
+
+    /// Records why the client is done; `false`, for [`Client`]'s methods.
+    fn done(&mut self, ending: Ending<G>) -> bool {
+        self.ending = Some(ending);
+        false
+    }
+
+    /// Takes one message from the client.
+    fn on_frame(&mut self, msg: Message) -> Result<(), Ending<G>> {
+        self.heard = true;
+        if let Some(len) = data_len(&msg) {
+            self.conn.counters.messages_in.inc();
+            self.conn.counters.bytes_in.inc_by(len);
+        }
+        let shared = Arc::clone(&self.shared);
         let metrics = &shared.metrics;
-        let config = &shared.config;
-        // Pings go out, and the idle deadline is checked, on the snapshots
-        // that arrive anyway (20 a second at the default tick rate) rather
-        // than on timers of their own: each timer is one more future polled
-        // on every wake-up and one more entry in the timer wheel. A room
-        // always ticks while it has players, so both hold to within a tick.
-        let mut next_ping = Instant::now() + config.ping_interval;
-        // Liveness is measured by pongs: a client that stops reading also
-        // stops answering pings, even if it keeps sending.
-        //
-        // The futures below live across loop iterations: a client sends ~20
-        // messages a second, and re-creating a timer, a shutdown waiter and a
-        // watch waiter on each of them was a measurable share of the
-        // server's CPU with thousands of clients.
-        let mut last_pong = Instant::now();
-        let shutdown = shared.shutdown.cancelled();
-        tokio::pin!(shutdown);
-        let mut snapshots = self.snapshots.clone();
-        snapshots.mark_seen();
-        let next = next_snapshot(snapshots);
-        tokio::pin!(next);
-        // The select below is biased and reads the client before anything
-        // else, and valid inputs cause no writes: a client that floods them
-        // and never reads would otherwise keep the `incoming` branch ready
-        // for ever, and the snapshot branch (which sends the pings and
-        // checks the idle deadline: the one that notices it stopped reading) would only get a turn when tokio's
-        // cooperative budget happened to make the read return `Pending`.
-        // Instead, after `CLIENT_TURNS` client messages in a row the read is
-        // left out for one turn and the other branches are polled; the last
-        // branch, ready at once, ends that turn if none of them is ready. So
-        // the idle deadline and the send timeout hold whatever the client
-        // sends (and the rate limit closes a sustained flood anyway).
-        //
-        // Shutdown comes after the client and the snapshots: nearly every
-        // wake-up is one of those two, and a biased select stops at the
-        // first ready branch, so the rare one is only polled when nothing
-        // common is ready (at the latest after `CLIENT_TURNS` messages).
-        let mut turns = CLIENT_TURNS;
-        loop {
-            let result = tokio::select! {
-                biased;
-                incoming = self.conn.socket.recv(), if turns > 0 => {
-                    turns -= 1;
-                    let msg = match incoming {
-                        None => return End::ClientClosed(None),
-                        Some(Ok(Message::Close(frame))) => return self.closed_by_client(frame).await,
-                        Some(Err(e)) => return self.on_socket_error(e, config.max_message_bytes, metrics).await,
-                        Some(Ok(msg)) => msg,
-                    };
-                    self.heard = true;
-                    if let Some(len) = data_len(&msg) {
-                        self.conn.counters.messages_in.inc();
-                        self.conn.counters.bytes_in.inc_by(len);
-                    }
-                    match self.limit.check(Instant::now()) {
-                        Verdict::Accept => match msg {
-                            Message::Pong(_) => {
-                                last_pong = Instant::now();
-                                Ok(())
-                            }
-                            Message::Ping(_) => Ok(()), // answered by the WebSocket layer
-                            Message::Text(text) => {
-                                let decoded = protocol::decode::<G>(self.conn.protocol, text.as_str());
-                                self.on_message(decoded, metrics).await
-                            }
-                            Message::Binary(bytes) if self.conn.protocol.accepts_binary() => {
-                                let decoded = protocol::decode_binary::<G>(&bytes);
-                                self.on_message(decoded, metrics).await
-                            }
-                            Message::Binary(_) => {
-                                metrics.protocol_error("binary_not_accepted");
-                                return self.conn.close(
-                                    close_code::UNSUPPORTED_DATA,
-                                    format!("binary frames are not accepted by protocol {}; send JSON text frames (or connect with `{}`)", self.conn.protocol.name(), protocol::NATIVE_BIN_V1),
-                                ).await;
-                            }
-                            Message::Close(frame) => return self.closed_by_client(frame).await,
-                        },
-                        Verdict::Drop { first } => {
-                            self.inputs.unread();
-                            metrics.protocol_error("rate_limited");
-                            self.over_rate(first, config).await
-                        }
-                        Verdict::Close => {
-                            metrics.protocol_error("rate_limit_close");
-                            return self.flooded(config).await;
-                        }
-                    }
-                },
-                (receiver, snapshot) = &mut next => {
-                    turns = CLIENT_TURNS;
-                    // A claim of this player's token is looked for once per
-                    // tick (see `resume::Asked`).
-                    if let Some(reply) = asked.take() {
-                        *handover = Some(reply);
-                        return End::TakenOver;
-                    }
-                    let Some(snapshot) = snapshot else {
-                        return self.conn.close(close_code::INTERNAL, room_failed_reason(&self.room)).await;
-                    };
-                    next.set(next_snapshot(receiver));
-                    let now = Instant::now();
-                    let ping_due = now >= next_ping;
-                    if ping_due {
-                        next_ping = now + config.ping_interval;
-                        if now.saturating_duration_since(last_pong) >= config.idle_timeout {
-                            let secs = config.idle_timeout.as_secs_f64();
-                            return match self.conn.close(
-                                close_code::GOING_AWAY,
-                                format!("idle timeout: no pong for {secs} s; answer WebSocket pings to stay connected"),
-                            ).await {
-                                End::Closed { .. } => End::IdleTimeout,
-                                other => other,
-                            };
-                        }
-                    }
-                    let sent = match self.encoder.snapshot(&snapshot, self.player) {
-                        Some(msg) => {
-                            let sent = self.conn.send(msg).await;
-                            let now = std::time::Instant::now();
-                            let budget = config.tick_interval();
-                            let fanout = now - snapshot.published;
-                            self.timings.fanout.record(fanout, budget);
-                            metrics.fanout_seconds.observe(fanout.as_secs_f64());
-                            if let Some((tick, at)) = self.last_sent {
-                                let skipped = snapshot.tick.saturating_sub(tick + 1);
-                                if skipped > 0 {
-                                    metrics.snapshots_skipped.inc_by(skipped);
-                                }
-                                if tick + 1 == snapshot.tick {
-                                    // Over budget: more than 1.5 ticks apart.
-                                    self.timings.send_gap.record(now - at, budget + budget / 2);
-                                }
-                            }
-                            self.last_sent = Some((snapshot.tick, now));
-                            sent
-                        }
-                        None => Ok(()),
-                    };
-                    match sent {
-                        Ok(()) if ping_due => self.conn.send(Message::Ping(Default::default())).await,
-                        other => other,
-                    }
-                }
-                () = &mut shutdown => {
-                    return match self.conn.close(close_code::GOING_AWAY, "server shutting down".into()).await {
-                        End::Closed { .. } => End::Shutdown,
-                        other => other,
-                    };
-                }
-                // Only after `CLIENT_TURNS` client messages in a row; see above.
-                () = std::future::ready(()), if turns == 0 => {
-                    turns = CLIENT_TURNS;
+        match self.limit.check(Instant::now()) {
+            Verdict::Accept => match msg {
+                Message::Pong(_) => {
+                    self.last_pong = Instant::now();
                     Ok(())
                 }
-            };
-            if let Err(end) = result {
-                return end;
+                Message::Ping(_) => Ok(()), // answered by the WebSocket layer
+                Message::Text(text) => {
+                    let decoded = protocol::decode::<G>(self.conn.protocol, text.as_str());
+                    self.on_message(decoded, metrics)
+                }
+                Message::Binary(bytes) if self.conn.protocol.accepts_binary() => {
+                    let decoded = protocol::decode_binary::<G>(&bytes);
+                    self.on_message(decoded, metrics)
+                }
+                Message::Binary(_) => {
+                    metrics.protocol_error("binary_not_accepted");
+                    Err(Ending::Close {
+                        code: close_code::UNSUPPORTED_DATA,
+                        reason: format!(
+                            "binary frames are not accepted by protocol {}; send JSON text frames (or connect with `{}`)",
+                            self.conn.protocol.name(),
+                            protocol::NATIVE_BIN_V1
+                        ),
+                        then: None,
+                    })
+                }
+                Message::Close(frame) => Err(Ending::ClientClosed(frame)),
+                // Only ever written, never read.
+                Message::Frame(_) => Ok(()),
+            },
+            Verdict::Drop { first } => {
+                self.inputs.unread();
+                metrics.protocol_error("rate_limited");
+                self.over_rate(first)
+            }
+            Verdict::Close => {
+                metrics.protocol_error("rate_limit_close");
+                Err(self.flooded())
             }
         }
     }
 
-    /// The client sent a close frame: answer it (RFC 6455 §5.5.1).
-    /// tungstenite queues the reply on reading the close but only writes
-    /// it on a later read, write or flush; without this flush the socket
-    /// was dropped first, and a browser saw an unclean close (1006) after
-    /// leaving normally.
-    fn closed_by_client(&mut self, frame: Option<CloseFrame>) -> BoxFuture<'_, End> {
-        async move {
-            let _ = timeout(self.conn.send_timeout, self.conn.socket.flush()).await;
-            End::ClientClosed(frame.map(|f| f.code))
+    /// Sends this tick's snapshot, and the ping when one is due; or ends
+    /// the client: its token was claimed, the server shuts down, it stopped
+    /// answering pings, or it stopped reading for longer than the send
+    /// timeout.
+    fn send_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Result<(), Ending<G>> {
+        // A claim of this player's token is looked for once per tick (see
+        // `resume::Asked`).
+        if let Some(reply) = self.asked.take() {
+            return Err(Ending::TakenOver(reply));
         }
-        .boxed()
+        if self.shared.shutdown.is_cancelled() {
+            return Err(Ending::Close {
+                code: close_code::GOING_AWAY,
+                reason: "server shutting down".into(),
+                then: Some(End::Shutdown),
+            });
+        }
+        let config = &self.shared.config;
+        let now = Instant::now();
+        if let Some(since) = self.backlog_since {
+            if !self.conn.try_flush().map_err(Ending::Lost)? {
+                if now.saturating_duration_since(since) >= config.send_timeout {
+                    return Err(Ending::Lost(End::SlowClient));
+                }
+                // Still full: this snapshot is skipped; the next one that
+                // goes out is a delta against what the client really has.
+                return Ok(());
+            }
+            self.backlog_since = None;
+        }
+        let ping_due = now >= self.next_ping;
+        if ping_due {
+            self.next_ping = now + config.ping_interval;
+            if now.saturating_duration_since(self.last_pong) >= config.idle_timeout {
+                let secs = config.idle_timeout.as_secs_f64();
+                return Err(Ending::Close {
+                    code: close_code::GOING_AWAY,
+                    reason: format!("idle timeout: no pong for {secs} s; answer WebSocket pings to stay connected"),
+                    then: Some(End::IdleTimeout),
+                });
+            }
+        }
+        let mut flushed = true;
+        if let Some(out) = self.encoder.snapshot(snapshot, self.player) {
+            flushed = match out {
+                Outgoing::Message(msg) => self.conn.push(msg),
+                Outgoing::Shared(frame) => self.conn.push_shared(&frame),
+            }
+            .map_err(Ending::Lost)?;
+            let sent = std::time::Instant::now();
+            let budget = config.tick_interval();
+            let fanout = sent - snapshot.published;
+            self.timings.fanout.record(fanout, budget);
+            self.shared
+                .metrics
+                .fanout_seconds
+                .observe(fanout.as_secs_f64());
+            if let Some((tick, at)) = self.last_sent {
+                let skipped = snapshot.tick.saturating_sub(tick + 1);
+                if skipped > 0 {
+                    self.shared.metrics.snapshots_skipped.inc_by(skipped);
+                }
+                if tick + 1 == snapshot.tick {
+                    // Over budget: more than 1.5 ticks apart.
+                    self.timings.send_gap.record(sent - at, budget + budget / 2);
+                }
+            }
+            self.last_sent = Some((snapshot.tick, sent));
+        }
+        if ping_due {
+            flushed = self
+                .conn
+                .push(Message::Ping(Default::default()))
+                .map_err(Ending::Lost)?;
+        }
+        if !flushed {
+            self.backlog_since = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Queues a reply to the client. A socket that cannot take it all now
+    /// is written on the next tick.
+    fn reply(&mut self, msg: Message) -> Result<(), Ending<G>> {
+        if !self.conn.push(msg).map_err(Ending::Lost)? && self.backlog_since.is_none() {
+            self.backlog_since = Some(Instant::now());
+        }
+        Ok(())
     }
 
     /// A message dropped by the rate limit; the client is told once per
     /// period of excess, not per message.
-    async fn over_rate(&mut self, first: bool, config: &crate::Config) -> Result<(), End> {
+    fn over_rate(&mut self, first: bool) -> Result<(), Ending<G>> {
         if !first {
             return Ok(());
         }
+        let config = &self.shared.config;
         let rate = config.message_rate();
         let burst = config.message_burst;
         let secs = EXCESS_LIMIT.as_secs();
@@ -850,33 +1092,29 @@ impl<I: Send + 'static> Live<I> {
                 "too many messages: at most {rate} per second (bursts of {burst}); the excess is dropped, and a client that keeps it up for {secs} s is disconnected"
             ),
         };
-        self.conn
-            .send(Message::Text(encode::error(&err).into()))
-            .await
+        self.reply(Message::Text(encode::error(&err).into()))
     }
 
     /// Closes a client that stayed over its message rate.
-    async fn flooded(&mut self, config: &crate::Config) -> End {
-        let rate = config.message_rate();
+    fn flooded(&mut self) -> Ending<G> {
+        let rate = self.shared.config.message_rate();
         let secs = EXCESS_LIMIT.as_secs();
         warn!(
             player = self.player,
             "closing a client that sent more than {rate} messages/s for {secs} s"
         );
-        self.conn
-            .refuse(
-                ErrorCode::RateLimited,
-                close_code::POLICY,
-                format!("message rate limit: more than {rate} messages/s for {secs} s"),
-            )
-            .await
+        Ending::Refuse {
+            code: ErrorCode::RateLimited,
+            close: close_code::POLICY,
+            message: format!("message rate limit: more than {rate} messages/s for {secs} s"),
+        }
     }
 
-    async fn on_message(
+    fn on_message(
         &mut self,
-        decoded: Result<ClientMessage<I>, ProtocolError>,
+        decoded: Result<ClientMessage<G::Input>, ProtocolError>,
         metrics: &Metrics,
-    ) -> Result<(), End> {
+    ) -> Result<(), Ending<G>> {
         match decoded {
             Ok(ClientMessage::Input { seq, input }) => match self.inputs.push(seq, input) {
                 Ok(Pushed::Queued) => Ok(()),
@@ -900,25 +1138,22 @@ impl<I: Send + 'static> Live<I> {
                         code: ErrorCode::InvalidMessage,
                         message: jump.to_string(),
                     })
-                    .await
                 }
             },
             Ok(ClientMessage::Ping { id }) => {
                 let now = protocol::unix_millis(std::time::SystemTime::now());
-                self.conn
-                    .send(Message::Text(encode::pong(id, now).into()))
-                    .await
+                self.reply(Message::Text(encode::pong(id, now).into()))
             }
             Err(err) => {
                 metrics.protocol_error(err.code.as_str());
-                self.bad_message(err).await
+                self.bad_message(err)
             }
         }
     }
 
     /// Logs a refused message (loudly only for the first few) and tells the
     /// client why.
-    async fn bad_message(&mut self, err: ProtocolError) -> Result<(), End> {
+    fn bad_message(&mut self, err: ProtocolError) -> Result<(), Ending<G>> {
         match self.bad_messages.count() {
             Loudness::Warn { last } => {
                 warn!(
@@ -941,75 +1176,65 @@ impl<I: Send + 'static> Live<I> {
                 err.message
             ),
         }
-        self.conn
-            .send(Message::Text(encode::error(&err).into()))
-            .await
+        self.reply(Message::Text(encode::error(&err).into()))
     }
 
     /// Maps a failed read to the close code the RFC assigns to it.
-    fn on_socket_error<'a>(
-        &'a mut self,
-        err: axum::Error,
-        limit: u32,
-        metrics: &'a Metrics,
-    ) -> BoxFuture<'a, End> {
-        async move {
-            use tungstenite::error::{CapacityError, Error as WsError};
-            let inner = err.into_inner();
-            match inner.downcast_ref::<WsError>() {
-                Some(WsError::Capacity(cap)) => {
-                    let size = match cap {
-                        CapacityError::MessageTooLong { size, .. } => format!("{size} bytes"),
-                        _ => "a message".to_owned(),
-                    };
-                    debug!(player = self.player, "message too big: {cap}");
-                    metrics.protocol_error("message_too_big");
-                    self.conn
-                        .close(
-                            close_code::TOO_BIG,
-                            format!("{size} exceeds the limit of {limit} bytes per message"),
-                        )
-                        .await
-                }
-                Some(WsError::Utf8(_)) => {
-                    debug!(player = self.player, "invalid UTF-8 in a text frame");
-                    metrics.protocol_error("invalid_utf8");
-                    self.conn
-                        .close(
-                            close_code::INVALID_PAYLOAD,
-                            "text frame is not valid UTF-8".into(),
-                        )
-                        .await
-                }
-                Some(WsError::Protocol(violation)) => match protocol_violation(violation) {
-                    Some(what) => {
-                        metrics.protocol_error("websocket_violation");
-                        debug!(
-                            player = self.player,
-                            "WebSocket protocol violation: {violation}"
-                        );
-                        self.conn
-                            .close(
-                                close_code::PROTOCOL_ERROR,
-                                format!("WebSocket protocol violation: {what}"),
-                            )
-                            .await
-                    }
-                    // The peer went away without a close frame: a lost
-                    // connection, not an error.
-                    None if matches!(
-                        violation,
-                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
-                    ) =>
-                    {
-                        End::ClientClosed(None)
-                    }
-                    None => End::SocketError(inner.to_string()),
-                },
-                _ => End::SocketError(inner.to_string()),
+    fn socket_error(&mut self, err: ws::Error) -> Ending<G> {
+        use tungstenite::error::CapacityError;
+        let limit = self.shared.config.max_message_bytes;
+        let metrics = &self.shared.metrics;
+        let close = |code, reason| Ending::Close {
+            code,
+            reason,
+            then: None,
+        };
+        match &err {
+            ws::Error::Capacity(cap) => {
+                let size = match cap {
+                    CapacityError::MessageTooLong { size, .. } => format!("{size} bytes"),
+                    _ => "a message".to_owned(),
+                };
+                debug!(player = self.player, "message too big: {cap}");
+                metrics.protocol_error("message_too_big");
+                close(
+                    close_code::TOO_BIG,
+                    format!("{size} exceeds the limit of {limit} bytes per message"),
+                )
             }
+            ws::Error::Utf8(_) => {
+                debug!(player = self.player, "invalid UTF-8 in a text frame");
+                metrics.protocol_error("invalid_utf8");
+                close(
+                    close_code::INVALID_PAYLOAD,
+                    "text frame is not valid UTF-8".into(),
+                )
+            }
+            ws::Error::Protocol(violation) => match protocol_violation(violation) {
+                Some(what) => {
+                    metrics.protocol_error("websocket_violation");
+                    debug!(
+                        player = self.player,
+                        "WebSocket protocol violation: {violation}"
+                    );
+                    close(
+                        close_code::PROTOCOL_ERROR,
+                        format!("WebSocket protocol violation: {what}"),
+                    )
+                }
+                // The peer went away without a close frame: a lost
+                // connection, not an error.
+                None if matches!(
+                    violation,
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                ) =>
+                {
+                    Ending::Lost(End::ClientClosed(None))
+                }
+                None => Ending::Lost(End::SocketError(err.to_string())),
+            },
+            _ => Ending::Lost(End::SocketError(err.to_string())),
         }
-        .boxed()
     }
 }
 

@@ -9,13 +9,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
 
 use crate::game::PlayerId;
 use crate::interest::CellId;
 use crate::replicate::World;
 use crate::snapshot::Snapshot;
+use crate::ws::{Message, Shared};
 
 use super::pieces::{assemble, Pieces, View};
 use super::{bin, encode, json, Protocol};
@@ -27,6 +27,25 @@ const SLOT_BIN_PIECES: usize = 2;
 /// Side of the seed client's canvas: in a larger world a seed client is
 /// shown the 500 x 500 window around its dot (see `docs/PROTOCOL.md`).
 pub const SEED_WINDOW: f64 = 500.0;
+
+/// One client's message for a snapshot.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// Built for this client.
+    Message(Message),
+    /// The same for every client of its kind (a full state), framed once.
+    Shared(Arc<Shared>),
+}
+
+impl Outgoing {
+    /// As a plain message.
+    pub fn into_message(self) -> Message {
+        match self {
+            Outgoing::Message(msg) => msg,
+            Outgoing::Shared(shared) => shared.message(),
+        }
+    }
+}
 
 /// Turns snapshots into one client's messages, remembering what that client
 /// already has: the binary protocol's delta baseline and view.
@@ -70,15 +89,15 @@ impl Encoder {
 
     /// The message carrying `snap` to `player`; `None` for the placeholder a
     /// room starts with (tick 0), which has nothing to show yet.
-    pub fn snapshot(&mut self, snap: &Snapshot, player: PlayerId) -> Option<Message> {
+    pub fn snapshot(&mut self, snap: &Snapshot, player: PlayerId) -> Option<Outgoing> {
         if snap.tick == 0 {
             return None;
         }
         let exact = own_position(&snap.world, player);
         let msg = match self.protocol {
             Protocol::Seed => self.seed(snap, exact),
-            Protocol::NativeJson => self.json(snap, player, exact),
-            Protocol::NativeBin => self.bin(snap, player, exact),
+            Protocol::NativeJson => Outgoing::Message(self.json(snap, player, exact)),
+            Protocol::NativeBin => Outgoing::Message(self.bin(snap, player, exact)),
         };
         self.last = Some(snap.tick);
         Some(msg)
@@ -111,10 +130,10 @@ impl Encoder {
         self.only.sort_unstable();
     }
 
-    fn seed(&mut self, snap: &Snapshot, exact: Option<(f64, f64)>) -> Message {
+    fn seed(&mut self, snap: &Snapshot, exact: Option<(f64, f64)>) -> Outgoing {
         let world_size = snap.grid.world;
         let (Some((x, y)), true) = (exact, world_size > SEED_WINDOW) else {
-            return Message::Text(shared_text(snap, SLOT_SEED, || {
+            return Outgoing::Shared(shared_text(snap, SLOT_SEED, || {
                 serde_json::to_string(&json::SeedState {
                     world: &snap.world,
                     only: None,
@@ -139,7 +158,7 @@ impl Encoder {
             origin: (x0, y0),
         })
         .unwrap_or_default();
-        Message::Text(text.into())
+        Outgoing::Message(Message::Text(text.into()))
     }
 
     fn json(&mut self, snap: &Snapshot, player: PlayerId, exact: Option<(f64, f64)>) -> Message {
@@ -200,9 +219,10 @@ impl Encoder {
     }
 }
 
-fn shared_text(snap: &Snapshot, slot: usize, make: impl FnOnce() -> String) -> Utf8Bytes {
-    let text: Arc<Utf8Bytes> = snap.cache.get_or_init(slot, || Utf8Bytes::from(make()));
-    Utf8Bytes::clone(&text)
+/// A text every client of its kind gets, encoded (and framed) once per
+/// snapshot by whichever client needs it first.
+fn shared_text(snap: &Snapshot, slot: usize, make: impl FnOnce() -> String) -> Arc<Shared> {
+    snap.cache.get_or_init(slot, || Shared::text(make()))
 }
 
 #[cfg(test)]
@@ -297,7 +317,7 @@ mod tests {
         let s1 = room.publish(a);
         enc.snapshot(&s1, 99);
         let s2 = room.publish(b);
-        let msg = bytes(enc.snapshot(&s2, 99).unwrap());
+        let msg = bytes(enc.snapshot(&s2, 99).unwrap().into_message());
         // Header: type, tick 2, ack 0, base 1; then exactly the delta.
         assert_eq!(&msg[..4], &[bin::MSG_SNAPSHOT, 2, 0, 1]);
         assert_eq!(&msg[4..], &expect[..]);
@@ -327,7 +347,7 @@ mod tests {
             ]);
             let exp = expected(&grid, &w, own);
             let snap = room.publish(w);
-            let msg = bytes(enc.snapshot(&snap, 1).unwrap());
+            let msg = bytes(enc.snapshot(&snap, 1).unwrap().into_message());
             r.apply(&msg, KINDS).unwrap();
             assert_eq!(held(&r), exp, "step {step} at x={x}");
             assert_eq!(r.own, Some(own));
@@ -382,7 +402,7 @@ mod tests {
                 if *skip && t > 0 {
                     continue; // the client was too slow for this one
                 }
-                let msg = bytes(enc.snapshot(&snap, 1).unwrap());
+                let msg = bytes(enc.snapshot(&snap, 1).unwrap().into_message());
                 r.apply(&msg, KINDS).unwrap();
                 prop_assert_eq!(held(&r), exp);
                 prop_assert!(r.entities.values().all(|e| e.fields == [Value::Int(t as i64)]));
@@ -405,7 +425,7 @@ mod tests {
         ]);
         let snap = room.publish(w);
         let mut enc = Encoder::new(Protocol::Seed);
-        let Some(Message::Text(t)) = enc.snapshot(&snap, 1) else {
+        let Some(Message::Text(t)) = enc.snapshot(&snap, 1).map(Outgoing::into_message) else {
             panic!("seed sends text");
         };
         let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
@@ -434,7 +454,7 @@ mod tests {
         ]);
         let snap = room.publish(w);
         let mut enc = Encoder::new(Protocol::NativeJson);
-        let Some(Message::Text(t)) = enc.snapshot(&snap, 1) else {
+        let Some(Message::Text(t)) = enc.snapshot(&snap, 1).map(Outgoing::into_message) else {
             panic!("json sends text");
         };
         let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
