@@ -114,7 +114,7 @@ fn encode(c: &mut Criterion) {
                     ..clone_snapshot(&b)
                 };
                 let mut e = Encoder::new(Protocol::NativeBin);
-                e.snapshot(&s, 1)
+                e.snapshot(&s, 1).map(|m| m.into_message())
             })
         });
         // One more client's message once the pieces exist: the per-client cost.
@@ -134,7 +134,11 @@ fn encode(c: &mut Criterion) {
                 // Rewind the baseline so every call is a delta from tick 1.
                 enc[i] = Encoder::new(Protocol::NativeBin);
                 enc[i].snapshot(&a, i as u64 + 1);
-                enc[i].snapshot(&b, i as u64 + 1)
+                // The frame's length: no copy, as the server writes it.
+                enc[i].snapshot(&b, i as u64 + 1).map(|m| match m {
+                    playfield::protocol::encoder::Outgoing::Framed { frame, .. } => frame.len(),
+                    _ => 0,
+                })
             })
         });
     }
@@ -148,7 +152,9 @@ fn encode(c: &mut Criterion) {
                 acks: Vec::new(),
                 ..clone_snapshot(&b)
             };
-            Encoder::new(Protocol::Seed).snapshot(&s, 1)
+            Encoder::new(Protocol::Seed)
+                .snapshot(&s, 1)
+                .map(|m| m.into_message())
         })
     });
     group.finish();

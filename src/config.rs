@@ -102,7 +102,7 @@ pub struct Config {
     pub max_messages_per_sec: Option<u32>,
 
     /// Messages one connection may send at once above its rate (the token
-    /// bucket's size).
+    /// bucket's size); also the most read from one connection per tick.
     #[arg(long, env = "PLAYFIELD_MESSAGE_BURST", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub message_burst: u32,
 

@@ -37,7 +37,7 @@ use crate::room::{
 };
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
-use crate::ws::{self, CloseFrame, Message, Socket, Utf8Bytes};
+use crate::ws::{self, CloseFrame, Message, Sent, Socket, Utf8Bytes};
 
 pub use rate::{RateLimit, Verdict, EXCESS_GAP, EXCESS_LIMIT};
 
@@ -682,19 +682,31 @@ impl Connection {
             .map_err(|e| End::SocketError(e.to_string()))
     }
 
-    /// Writes a frame shared by many clients (see [`Socket::push_shared`]).
-    /// `Ok(false)` when the socket did not take it all.
-    fn push_shared(&mut self, frame: &ws::Shared) -> Result<bool, End> {
-        match self.socket.push_shared(frame.frame()) {
-            Ok(sent) => {
-                if sent != ws::Sent::Skipped {
-                    self.counters.messages_out.inc();
-                    self.counters.bytes_out.inc_by(frame.len() as u64);
-                }
-                Ok(sent == ws::Sent::All)
+    /// Writes a snapshot as the encoder made it, without waiting.
+    fn push_snapshot(&mut self, out: Outgoing<'_>) -> Result<Sent, End> {
+        let (sent, len) = match out {
+            Outgoing::Message(msg) => {
+                let len = data_len(&msg).unwrap_or(0);
+                let sent = self
+                    .socket
+                    .push(msg)
+                    .map(|all| if all { Sent::All } else { Sent::Part });
+                (sent, len)
             }
-            Err(e) => Err(End::SocketError(e.to_string())),
+            Outgoing::Shared(shared) => {
+                (self.socket.push_shared(shared.frame()), shared.len() as u64)
+            }
+            Outgoing::Framed { frame, payload } => (
+                self.socket.push_framed(frame),
+                frame.len().saturating_sub(payload) as u64,
+            ),
+        };
+        let sent = sent.map_err(|e| End::SocketError(e.to_string()))?;
+        if sent != Sent::Skipped {
+            self.counters.messages_out.inc();
+            self.counters.bytes_out.inc_by(len);
         }
+        Ok(sent)
     }
 
     /// Writes what is queued as far as the socket takes it now, without
@@ -1026,30 +1038,33 @@ impl<G: Game> Live<G> {
         }
         let mut flushed = true;
         if let Some(out) = self.encoder.snapshot(snapshot, self.player) {
-            flushed = match out {
-                Outgoing::Message(msg) => self.conn.push(msg),
-                Outgoing::Shared(frame) => self.conn.push_shared(&frame),
-            }
-            .map_err(Ending::Lost)?;
-            let sent = std::time::Instant::now();
-            let budget = config.tick_interval();
-            let fanout = sent - snapshot.published;
-            self.timings.fanout.record(fanout, budget);
-            self.shared
-                .metrics
-                .fanout_seconds
-                .observe(fanout.as_secs_f64());
-            if let Some((tick, at)) = self.last_sent {
-                let skipped = snapshot.tick.saturating_sub(tick + 1);
-                if skipped > 0 {
-                    self.shared.metrics.snapshots_skipped.inc_by(skipped);
+            let sent = self.conn.push_snapshot(out).map_err(Ending::Lost)?;
+            flushed = sent == Sent::All;
+            if sent == Sent::Skipped {
+                // Bytes queued earlier held it back: the client never gets
+                // this one, so the next is not a delta against it.
+                self.encoder.forget();
+            } else {
+                let sent = std::time::Instant::now();
+                let budget = config.tick_interval();
+                let fanout = sent - snapshot.published;
+                self.timings.fanout.record(fanout, budget);
+                self.shared
+                    .metrics
+                    .fanout_seconds
+                    .observe(fanout.as_secs_f64());
+                if let Some((tick, at)) = self.last_sent {
+                    let skipped = snapshot.tick.saturating_sub(tick + 1);
+                    if skipped > 0 {
+                        self.shared.metrics.snapshots_skipped.inc_by(skipped);
+                    }
+                    if tick + 1 == snapshot.tick {
+                        // Over budget: more than 1.5 ticks apart.
+                        self.timings.send_gap.record(sent - at, budget + budget / 2);
+                    }
                 }
-                if tick + 1 == snapshot.tick {
-                    // Over budget: more than 1.5 ticks apart.
-                    self.timings.send_gap.record(sent - at, budget + budget / 2);
-                }
+                self.last_sent = Some((snapshot.tick, sent));
             }
-            self.last_sent = Some((snapshot.tick, sent));
         }
         if ping_due {
             flushed = self

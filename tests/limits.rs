@@ -153,8 +153,8 @@ async fn protocol_violations_close_1002() {
 
 /// A client that floods valid messages as fast as TCP takes them and never
 /// reads (so never answers a ping) is dropped by the idle timeout, with the
-/// rate limit out of the way: the session loop gives its timers a turn
-/// however much the client sends. Everyone else keeps their tick rate.
+/// rate limit out of the way: its room checks its pings and deadlines every
+/// tick however much it sends. Everyone else keeps their tick rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_flooding_valid_inputs_without_reading_is_dropped() {
     let server = TestServer::with(|c| {
@@ -359,4 +359,50 @@ async fn key_repeat_and_bursts_are_never_limited() {
     if let Some(frame) = close {
         assert_ne!(u16::from(frame.code), 1008, "{}", frame.reason);
     }
+}
+
+/// The room reads at most `--message-burst` messages of a client per tick;
+/// the rest wait in the network buffers for the next ticks. 50 pings sent at
+/// once with a burst of 10 (and a rate that refills the bucket within a
+/// tick, so none is dropped) are answered over at least five ticks, all of
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_at_most_the_burst_per_tick() {
+    let server = TestServer::with(|c| {
+        c.max_messages_per_sec = Some(1_000_000);
+        c.message_burst = 10;
+    })
+    .await;
+    let mut ws = server.native("").await;
+    let _ = next_of(&mut ws, "welcome").await;
+    let pings: Vec<u8> = (0..50)
+        .flat_map(|id| {
+            client_frame(
+                0x81,
+                json!({"type":"ping","id":id}).to_string().as_bytes(),
+                MASK,
+            )
+        })
+        .collect();
+    // All 50 in one write, so they reach the server together.
+    ws.get_mut().write_all(&pings).await.unwrap();
+    let mut first = None;
+    let mut ids = Vec::new();
+    while ids.len() < 50 {
+        let pong = next_of(&mut ws, "pong").await;
+        first.get_or_insert_with(Instant::now);
+        ids.push(pong["id"].as_u64().unwrap());
+    }
+    let span = first.unwrap().elapsed();
+    assert_eq!(
+        ids,
+        (0..50).collect::<Vec<_>>(),
+        "every ping answered, in order"
+    );
+    // Five ticks of 10: the last pong at least four tick intervals (200 ms)
+    // after the first; some slack for timer jitter.
+    assert!(
+        span >= Duration::from_millis(150),
+        "50 pings answered within {span:?}"
+    );
 }

@@ -15,7 +15,7 @@ use crate::game::PlayerId;
 use crate::interest::CellId;
 use crate::replicate::World;
 use crate::snapshot::Snapshot;
-use crate::ws::{Message, Shared};
+use crate::ws::{self, Message, Shared};
 
 use super::pieces::{assemble, Pieces, View};
 use super::{bin, encode, json, Protocol};
@@ -30,19 +30,25 @@ pub const SEED_WINDOW: f64 = 500.0;
 
 /// One client's message for a snapshot.
 #[derive(Debug, Clone)]
-pub enum Outgoing {
+pub enum Outgoing<'a> {
     /// Built for this client.
     Message(Message),
     /// The same for every client of its kind (a full state), framed once.
     Shared(Arc<Shared>),
+    /// Built and framed for this client in its encoder's buffer (see
+    /// [`ws::frame_in_place`]): the whole frame, payload from `payload`.
+    Framed { frame: &'a [u8], payload: usize },
 }
 
-impl Outgoing {
+impl Outgoing<'_> {
     /// As a plain message.
     pub fn into_message(self) -> Message {
         match self {
             Outgoing::Message(msg) => msg,
             Outgoing::Shared(shared) => shared.message(),
+            Outgoing::Framed { frame, payload } => Message::Binary(Bytes::copy_from_slice(
+                frame.get(payload..).unwrap_or_default(),
+            )),
         }
     }
 }
@@ -65,6 +71,8 @@ pub struct Encoder {
     now: Vec<CellId>,
     /// Entity indices in view (reused buffer).
     only: Vec<u32>,
+    /// The binary message being built, framed in place (reused buffer).
+    out: Vec<u8>,
 }
 
 /// The own entity's exact position (the entity whose id is the player's).
@@ -84,12 +92,20 @@ impl Encoder {
             cells: Vec::new(),
             now: Vec::new(),
             only: Vec::new(),
+            out: Vec::new(),
         }
+    }
+
+    /// Forgets what the client has: the message just built never reached
+    /// it, so the next one must not be a delta against it.
+    pub fn forget(&mut self) {
+        self.last = None;
+        self.own = None;
     }
 
     /// The message carrying `snap` to `player`; `None` for the placeholder a
     /// room starts with (tick 0), which has nothing to show yet.
-    pub fn snapshot(&mut self, snap: &Snapshot, player: PlayerId) -> Option<Outgoing> {
+    pub fn snapshot(&mut self, snap: &Snapshot, player: PlayerId) -> Option<Outgoing<'_>> {
         if snap.tick == 0 {
             return None;
         }
@@ -97,7 +113,13 @@ impl Encoder {
         let msg = match self.protocol {
             Protocol::Seed => self.seed(snap, exact),
             Protocol::NativeJson => Outgoing::Message(self.json(snap, player, exact)),
-            Protocol::NativeBin => Outgoing::Message(self.bin(snap, player, exact)),
+            Protocol::NativeBin => {
+                let start = self.bin(snap, player, exact);
+                self.last = Some(snap.tick);
+                let frame = self.out.get(start..).unwrap_or_default();
+                let payload = ws::FRAME_HEADER_ROOM - start;
+                return Some(Outgoing::Framed { frame, payload });
+            }
         };
         self.last = Some(snap.tick);
         Some(msg)
@@ -130,7 +152,7 @@ impl Encoder {
         self.only.sort_unstable();
     }
 
-    fn seed(&mut self, snap: &Snapshot, exact: Option<(f64, f64)>) -> Outgoing {
+    fn seed(&mut self, snap: &Snapshot, exact: Option<(f64, f64)>) -> Outgoing<'static> {
         let world_size = snap.grid.world;
         let (Some((x, y)), true) = (exact, world_size > SEED_WINDOW) else {
             return Outgoing::Shared(shared_text(snap, SLOT_SEED, || {
@@ -185,7 +207,9 @@ impl Encoder {
         Message::Text(encode::snapshot(snap.tick, snap.time, ack, &state).into())
     }
 
-    fn bin(&mut self, snap: &Snapshot, player: PlayerId, exact: Option<(f64, f64)>) -> Message {
+    /// Builds the binary message in `self.out`, framed in place; returns
+    /// where the frame starts.
+    fn bin(&mut self, snap: &Snapshot, player: PlayerId, exact: Option<(f64, f64)>) -> usize {
         let prev = snap.prev.as_ref().map(|(w, c)| (w.as_ref(), c.as_ref()));
         let pieces: Arc<Pieces> = snap.cache.get_or_init(SLOT_BIN_PIECES, || {
             Pieces::build(&snap.world, &snap.cells, prev, snap.grid.cells())
@@ -207,15 +231,17 @@ impl Encoder {
             base: u64::from(delta),
             own: exact.filter(|_| send_own),
         };
-        let mut msg = Vec::with_capacity(64);
-        bin::put_header(&mut msg, &header);
+        let msg = &mut self.out;
+        msg.clear();
+        msg.resize(ws::FRAME_HEADER_ROOM, 0);
+        bin::put_header(msg, &header);
         let view = View {
             now: &self.now,
             before: delta.then_some(self.cells.as_slice()),
         };
-        assemble(&mut msg, &pieces, &view, &snap.world, &snap.cells, prev);
+        assemble(msg, &pieces, &view, &snap.world, &snap.cells, prev);
         std::mem::swap(&mut self.cells, &mut self.now);
-        Message::Binary(Bytes::from(msg))
+        ws::frame_in_place(msg)
     }
 }
 
@@ -300,6 +326,40 @@ mod tests {
 
     fn held(r: &Replica) -> Vec<(u64, i64, i64)> {
         r.entities.iter().map(|(&id, e)| (id, e.x, e.y)).collect()
+    }
+
+    /// A message the socket never took is forgotten: the next one is full,
+    /// and a client that applies only what it got stays right.
+    #[test]
+    fn after_a_forgotten_message_the_next_is_full() {
+        let mut room = Room {
+            grid: Grid::new(500.0, 500.0),
+            tick: 0,
+            last: None,
+        };
+        let mut enc = Encoder::new(Protocol::NativeBin);
+        let mut replica = Replica::default();
+        let first = room.publish(world(&[(1, 10.0, 10.0, 1), (2, 50.0, 50.0, 1)]));
+        replica
+            .apply(
+                &bytes(enc.snapshot(&first, 1).unwrap().into_message()),
+                KINDS,
+            )
+            .unwrap();
+        let lost = room.publish(world(&[(1, 20.0, 10.0, 1), (2, 50.0, 60.0, 2)]));
+        let _ = enc.snapshot(&lost, 1);
+        enc.forget();
+        let next = room.publish(world(&[(1, 30.0, 10.0, 1), (2, 50.0, 70.0, 3)]));
+        let msg = bytes(enc.snapshot(&next, 1).unwrap().into_message());
+        let header = replica.apply(&msg, KINDS).unwrap();
+        assert_eq!(header.base, 0, "a full snapshot");
+        assert_eq!(
+            held(&replica),
+            vec![
+                (1, to_units(30.0), to_units(10.0)),
+                (2, to_units(50.0), to_units(70.0))
+            ]
+        );
     }
 
     #[test]

@@ -108,12 +108,16 @@ impl Link {
         !self.pending.is_empty()
     }
 
-    /// Writes `frame` (a whole WebSocket frame, the same bytes for many
-    /// clients) as far as the socket takes it now; the rest is kept (a
-    /// cheap slice of `frame`, not a copy) and goes out first on the next
-    /// write or flush. The caller makes sure nothing else is queued before
-    /// it. `Ok(true)` when all of it went out.
-    pub(super) fn write_shared(&mut self, frame: &Bytes) -> io::Result<bool> {
+    /// Writes `frame` (a whole WebSocket frame) as far as the socket takes
+    /// it now; the rest is kept (`rest(written)` makes it: a cheap slice of
+    /// a shared frame, a copy of a client's own) and goes out first on the
+    /// next write or flush. The caller makes sure nothing else is queued
+    /// before it. `Ok(true)` when all of it went out.
+    pub(super) fn write_frame(
+        &mut self,
+        frame: &[u8],
+        rest: impl FnOnce(usize) -> Bytes,
+    ) -> io::Result<bool> {
         debug_assert!(self.pending.is_empty());
         let mut written = 0;
         while written < frame.len() {
@@ -125,8 +129,11 @@ impl Link {
                 Err(e) => return Err(e),
             }
         }
-        self.pending = frame.slice(written..);
-        Ok(self.pending.is_empty())
+        if written < frame.len() {
+            self.pending = rest(written);
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Sends what is left of a shared frame. `Ok(true)` when nothing is.

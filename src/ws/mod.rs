@@ -86,14 +86,46 @@ impl Default for Shared {
     }
 }
 
-/// How much of a shared frame a socket took.
+/// How much of a message a socket took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
     All,
     /// Part of it; the rest goes out first on a later write.
     Part,
-    /// None of it: earlier bytes were still waiting for the socket.
+    /// None of it: earlier bytes were still waiting for the socket. A
+    /// message that depends on the one before it (a delta) must not be
+    /// followed by one that assumes the client got it.
     Skipped,
+}
+
+/// Room for the longest server frame header (2 bytes, then 8 of length).
+pub const FRAME_HEADER_ROOM: usize = 10;
+
+/// Frames in place a binary message built in `buf` after
+/// [`FRAME_HEADER_ROOM`] reserved bytes: writes the header right before the
+/// payload and returns where the frame starts. So a client's own message is
+/// built once, in a buffer it keeps, and written to the socket from there.
+pub fn frame_in_place(buf: &mut [u8]) -> usize {
+    let len = buf.len().saturating_sub(FRAME_HEADER_ROOM);
+    let mut header = [0u8; FRAME_HEADER_ROOM];
+    header[0] = 0x82; // FIN, binary
+    let size = if len < 126 {
+        header[1] = len as u8;
+        2
+    } else if let Ok(short) = u16::try_from(len) {
+        header[1] = 126;
+        header[2..4].copy_from_slice(&short.to_be_bytes());
+        4
+    } else {
+        header[1] = 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    let start = FRAME_HEADER_ROOM - size;
+    if let (Some(to), Some(from)) = (buf.get_mut(start..FRAME_HEADER_ROOM), header.get(..size)) {
+        to.copy_from_slice(from);
+    }
+    start
 }
 
 #[cfg(test)]
@@ -113,6 +145,22 @@ mod tests {
             assert_eq!(header.mask, None);
             assert_eq!(n, len as u64);
             assert_eq!(cursor.position() as usize + len, frame.len());
+        }
+    }
+
+    #[test]
+    fn frames_in_place_parse_back() {
+        for len in [0, 1, 125, 126, 65_535, 65_536] {
+            let mut buf = vec![0u8; FRAME_HEADER_ROOM];
+            buf.extend((0..len).map(|i| i as u8));
+            let start = frame_in_place(&mut buf);
+            let mut cursor = std::io::Cursor::new(&buf[start..]);
+            let (header, n) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+            assert!(header.is_final);
+            assert_eq!(header.opcode, OpCode::Data(Data::Binary));
+            assert_eq!(header.mask, None);
+            assert_eq!(n, len as u64);
+            assert_eq!(start + cursor.position() as usize, FRAME_HEADER_ROOM);
         }
     }
 }

@@ -143,13 +143,30 @@ impl Socket {
     /// Writes `frame`, a whole frame framed once for many clients (see
     /// [`Shared`](super::Shared)), without copying it: all of it, part of
     /// it (the rest goes before anything else), or, if earlier bytes are
-    /// still waiting for the socket, none of it. Only for messages that
-    /// stand on their own (a full state): one that is skipped is lost.
+    /// still waiting for the socket, none of it.
     pub fn push_shared(&mut self, frame: &Bytes) -> Result<Sent, Error> {
+        self.push_with(frame, |written| frame.slice(written..))
+    }
+
+    /// Writes `frame`, a whole frame this client's encoder built in place
+    /// (see [`frame_in_place`](super::frame_in_place)), straight to the
+    /// socket: like [`Socket::push_shared`], except that a rest the socket
+    /// does not take is copied.
+    pub fn push_framed(&mut self, frame: &[u8]) -> Result<Sent, Error> {
+        self.push_with(frame, |written| {
+            Bytes::copy_from_slice(frame.get(written..).unwrap_or_default())
+        })
+    }
+
+    fn push_with(
+        &mut self,
+        frame: &[u8],
+        rest: impl FnOnce(usize) -> Bytes,
+    ) -> Result<Sent, Error> {
         if !self.try_flush()? || self.ws.get_ref().has_pending() {
             return Ok(Sent::Skipped);
         }
-        Ok(if self.ws.get_mut().write_shared(frame)? {
+        Ok(if self.ws.get_mut().write_frame(frame, rest)? {
             Sent::All
         } else {
             Sent::Part
