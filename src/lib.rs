@@ -11,7 +11,6 @@ pub mod assets;
 pub mod bots;
 pub mod config;
 pub mod dots;
-pub mod fanout;
 pub mod game;
 pub mod http;
 pub mod interest;

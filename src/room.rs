@@ -1,15 +1,19 @@
-//! Rooms: one task per room owns its game and ticks it at a fixed rate.
+//! Rooms: one task per room owns its game, ticks it at a fixed rate, and
+//! serves the room's clients.
 //!
 //! Sessions never touch the game. They send `Join`/`Leave` over the room's
-//! command channel and push inputs into their own small bounded queue, which
-//! the room drains at most one input per player per tick; that is what makes
-//! flooding useless. After every tick the room has its game write the typed
-//! [`World`] and publishes it as a [`Snapshot`] on its `fanout` channel. The room
-//! never encodes anything and never asks which protocol a client speaks: each
-//! session encodes for its own client (sharing per-tick encodings through the
-//! snapshot's cache). A session picks up the newest snapshot when it is ready,
-//! so a slow reader skips snapshots instead of queueing them and can never
-//! slow the room down.
+//! command channel; once a session's player has joined, it hands its client
+//! to the room (`Attach`, through the [`Client`] trait) and waits for it to
+//! come back. Every tick the room reads all its clients (inputs go into each
+//! player's small bounded queue, which the room drains at most one input per
+//! player per tick; that is what makes flooding useless), ticks the game,
+//! has it write the typed [`World`] into a [`Snapshot`], and writes every
+//! client its message, in the order they came in. None of that waits: a
+//! client with nothing to read is skipped, one whose socket is full keeps
+//! its bytes and skips snapshots, and nobody can slow the room down. The
+//! room never encodes anything and never asks which protocol a client
+//! speaks: each client's encoder does (sharing per-tick encodings through
+//! the snapshot's cache).
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -20,9 +24,8 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::fanout;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
@@ -240,7 +243,7 @@ pub struct RoomHandle<G: Game> {
     /// command belongs to a seat (one `Join` and one `Leave` each), and seats
     /// are bounded by the room's capacity, so this cannot grow without bound.
     pub commands: mpsc::UnboundedSender<Command<G>>,
-    pub snapshots: fanout::Receiver<Arc<Snapshot>>,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
     /// Where sessions record their fan-out times.
     pub timings: Arc<RoomTimings>,
 }
@@ -410,7 +413,7 @@ struct Room<G: Game> {
     config: RoomConfig,
     members: BTreeMap<PlayerId, Member<G::Input>>,
     tick: u64,
-    snapshots: fanout::Sender<Arc<Snapshot>>,
+    snapshots: watch::Sender<Arc<Snapshot>>,
     /// The grid clients' views are made of.
     grid: Grid,
     /// The last published world and its cells: the base of the next delta.
@@ -539,7 +542,7 @@ impl<G: Game> Room<G> {
         // Kept for observers of the room (tests, spectators); the room's
         // own clients get it from `step`.
         let snapshot = Arc::new(snapshot);
-        self.snapshots.send(Arc::clone(&snapshot));
+        self.snapshots.send_replace(Arc::clone(&snapshot));
         let took = started.elapsed();
         self.times.tick.record(took, self.tick_interval);
         self.metrics.tick_seconds.observe(took.as_secs_f64());
@@ -857,7 +860,7 @@ impl<G: Game> Rooms<G> {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let grid = Grid::new(self.config.world_size, self.config.view_size);
         let (snapshots_tx, snapshots_rx) =
-            fanout::channel(Arc::new(Snapshot::empty(G::SCHEMA, grid)));
+            watch::channel(Arc::new(Snapshot::empty(G::SCHEMA, grid)));
         let seed = self
             .seeds
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
@@ -891,7 +894,7 @@ struct RoomParts {
     id: u64,
     settings: Settings,
     config: RoomConfig,
-    snapshots: fanout::Sender<Arc<Snapshot>>,
+    snapshots: watch::Sender<Arc<Snapshot>>,
     grid: Grid,
     times: Arc<RoomTimings>,
     tick_interval: Duration,
@@ -986,7 +989,7 @@ mod tests {
     /// A room of game `G` outside any task, for stepping by hand.
     fn test_room<G: Game>(name: &str, input_buffer: usize) -> Room<G> {
         let grid = Grid::new(500.0, 500.0);
-        let (snapshots, _) = fanout::channel(Arc::new(Snapshot::empty(G::SCHEMA, grid)));
+        let (snapshots, _) = watch::channel(Arc::new(Snapshot::empty(G::SCHEMA, grid)));
         Room {
             name: name.into(),
             game: G::new(&Settings::with_seed(1)),
@@ -1041,14 +1044,14 @@ mod tests {
         for tick in 1..=4 {
             r.step(SystemTime::now(), false);
             // While queued inputs remain, the ack is the last one applied.
-            assert_eq!(r.snapshots.latest().ack(1), tick);
+            assert_eq!(r.snapshots.borrow().ack(1), tick);
         }
         for _ in 0..6 {
             r.step(SystemTime::now(), false);
         }
         // Four inputs, four steps, however many were sent.
         assert_eq!(r.game.position(1), Some((140.0, 100.0)));
-        let snap = r.snapshots.latest().clone();
+        let snap = r.snapshots.borrow().clone();
         // The dropped 5..=10 are acknowledged once the queue has drained.
         assert_eq!(snap.ack(1), 10);
         assert_eq!(snap.ack(2), 0);
@@ -1065,11 +1068,11 @@ mod tests {
         let mut r = room();
         r.join(1);
         r.step(SystemTime::now(), false);
-        let first = r.snapshots.latest().clone();
+        let first = r.snapshots.borrow().clone();
         assert_eq!(first.prev.as_ref().map(|(w, _)| w.len()), Some(0));
         r.join(2);
         r.step(SystemTime::now(), false);
-        let second = r.snapshots.latest().clone();
+        let second = r.snapshots.borrow().clone();
         assert!(Arc::ptr_eq(&second.prev.as_ref().unwrap().0, &first.world));
         assert_eq!(second.world.len(), 2);
     }
@@ -1097,7 +1100,7 @@ mod tests {
     async fn catches_up_after_short_stalls_and_skips_long_ones() {
         let rooms = registry(4);
         let seat = rooms.reserve("a").unwrap();
-        let tick = || seat.handle().snapshots.peek().tick;
+        let tick = || seat.handle().snapshots.borrow().tick;
         // Let the room start and run its first tick.
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;
@@ -1189,7 +1192,7 @@ mod tests {
     }
 
     fn ack(r: &Room<Probe>) -> u32 {
-        r.snapshots.latest().ack(1)
+        r.snapshots.borrow().ack(1)
     }
 
     /// The ack is the highest seq done with, not the last one applied: a

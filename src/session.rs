@@ -1,13 +1,14 @@
-//! One task per WebSocket connection.
+//! One task per WebSocket connection, for what takes waiting.
 //!
-//! A session joins its room, then loops over four things at once: snapshots
-//! the room publishes (encoded for this client and sent as they come, newest
-//! only; each snapshot also drives the pings, the idle deadline and the
-//! check for a resume claim), messages from the client (rate-limited,
-//! decoded and passed on), and shutdown. Every send is
-//! bounded by `send_timeout`, so a client that stops reading costs at most that
-//! long before it is dropped, and it never delays the room or anyone else: the
-//! room publishes on a latest-value `fanout` channel and does not wait for sessions.
+//! A session admits its client (a new player in its room, or a resumed
+//! one), sends `welcome`, and hands the client ([`Live`]) to its room, which
+//! serves it in every tick without waiting (see [`Client`]): it reads and
+//! rate-limits the client's messages, decodes them and passes inputs on,
+//! sends the pings and checks the idle deadline, and encodes and writes the
+//! snapshots. When the client is done the room hands it back, and the
+//! session does the rest, which may wait: the close handshake, a refusal,
+//! handing the player over to a connection that resumed it, or parking it
+//! for a resume.
 //!
 //! The session's seat in its room and its place in the server's player count
 //! are drop guards ([`Seat`](crate::room::Seat), [`PlayerCount`]): however a
