@@ -446,51 +446,65 @@ async fn play<G: Game>(
             resumed_seq: resumed.then(|| inputs.last_seq()),
         }),
     };
-    if let Err(end) = conn.send(Message::Text(welcome.into())).await {
+    let served = match conn.send(Message::Text(welcome.into())).await {
         // The client never got its token: nothing to come back with,
         // unless it resumed with one.
-        let parked = Parked {
-            seat,
+        Err(end) => Served::Back {
             inputs,
-            count,
-            player,
-            info,
-        };
-        let back = Back {
-            end,
-            conn: None,
-            handover: None,
-            heard: false,
-        };
-        return part(&shared, parked, back, token, asked, resumed_with).await;
-    }
-    let (done, back) = oneshot::channel();
-    let now = Instant::now();
-    let mut live = Box::new(Live {
-        conn,
-        player,
-        room: room.clone(),
-        shared: Arc::clone(&shared),
-        asked,
-        encoder: Encoder::new(protocol),
-        timings: Arc::clone(&seat.handle().timings),
-        last_sent: None,
-        heard: false,
+            asked,
+            back: Back {
+                end,
+                conn: None,
+                handover: None,
+                heard: false,
+            },
+        },
+        Ok(()) => {
+            let live = Live::new(conn, &shared, &seat, player, inputs, asked, span);
+            in_room(live, &seat).await
+        }
+    };
+    let (inputs, asked, back) = match served {
+        Served::Back {
+            inputs,
+            asked,
+            back,
+        } => (inputs, asked, back),
+        Served::Gone(why) => {
+            drop(token);
+            drop(seat);
+            let total = count.leave();
+            info!(player, room = %room, "Player {player} disconnected ({why}). Total players: {total}");
+            return;
+        }
+    };
+    let parked = Parked {
+        seat,
         inputs,
-        bad_messages: BadMessages::default(),
-        dropped_inputs: 0,
-        limit: RateLimit::new(
-            shared.config.message_rate(),
-            shared.config.message_burst,
-            now,
-        ),
-        next_ping: now + shared.config.ping_interval,
-        last_pong: now,
-        backlog_since: None,
-        ending: None,
-        done: Some(done),
-        span,
-    });
+        count,
+        player,
+        info,
+    };
+    part(&shared, parked, back, token, asked, resumed_with).await;
+}
+
+/// What came of serving a client in its room.
+enum Served<G: Game> {
+    /// It came back: what is left of it, and how it ended.
+    Back {
+        inputs: InputQueue<G::Input>,
+        asked: Asked<Parked<G>>,
+        back: Back<G>,
+    },
+    /// Its socket is gone after a bug (logged): the player leaves.
+    Gone(&'static str),
+}
+
+/// Hands `live` to the room of `seat`, waits for it to come back, and does
+/// what is left to do (which may wait: a close handshake, a handover).
+async fn in_room<G: Game>(mut live: Box<Live<G>>, seat: &RoomSeat<G>) -> Served<G> {
+    let (done, back) = oneshot::channel();
+    live.done = Some(done);
     // From here on the room reads and writes the socket.
     live.conn.socket.park();
     if let Err(mpsc::error::SendError(Command::Attach(live))) =
@@ -500,12 +514,8 @@ async fn play<G: Game>(
         live.finish(Release::RoomFailed);
     }
     let Ok(live) = back.await else {
-        // Serving it panicked (logged by the room) and the socket is gone.
-        drop(token);
-        drop(seat);
-        let total = count.leave();
-        info!(player, room = %room, "Player {player} disconnected (connection dropped after an internal error). Total players: {total}");
-        return;
+        // Serving it panicked outside its own guard (logged by the room).
+        return Served::Gone("connection dropped after an internal error");
     };
     let Live {
         mut conn,
@@ -513,21 +523,17 @@ async fn play<G: Game>(
         heard,
         asked,
         ending,
+        room,
         ..
     } = *live;
-    if let Some(Ending::Panicked(panic)) = &ending {
-        error!(
-            %panic,
-            "a session panicked (a bug); its seat and player count were given back and its socket dropped"
-        );
-        drop(conn);
-        drop(token);
-        drop(seat);
-        let total = count.leave();
-        info!(player, room = %room, "Player {player} disconnected. Total players: {total}");
-        return;
-    }
     let (end, handover) = match ending {
+        Some(Ending::Panicked(panic)) => {
+            error!(
+                %panic,
+                "a session panicked (a bug); its seat and player count were given back and its socket dropped"
+            );
+            return Served::Gone("a session panicked");
+        }
         Some(ending) => conn.conclude(ending).await,
         // Not told why: only a room that stopped can do that.
         None => (
@@ -536,20 +542,16 @@ async fn play<G: Game>(
             None,
         ),
     };
-    let parked = Parked {
-        seat,
+    Served::Back {
         inputs,
-        count,
-        player,
-        info,
-    };
-    let back = Back {
-        end,
-        conn: Some(conn),
-        handover,
-        heard,
-    };
-    part(&shared, parked, back, token, asked, resumed_with).await;
+        asked,
+        back: Back {
+            end,
+            conn: Some(conn),
+            handover,
+            heard,
+        },
+    }
 }
 
 /// How a connection ended, for [`part`].
@@ -894,6 +896,40 @@ impl<G: Game> Client for Live<G> {
 }
 
 impl<G: Game> Live<G> {
+    fn new(
+        conn: Connection,
+        shared: &Arc<Shared<G>>,
+        seat: &RoomSeat<G>,
+        player: PlayerId,
+        inputs: InputQueue<G::Input>,
+        asked: Asked<Parked<G>>,
+        span: tracing::Span,
+    ) -> Box<Self> {
+        let now = Instant::now();
+        let config = &shared.config;
+        Box::new(Live {
+            encoder: Encoder::new(conn.protocol),
+            conn,
+            player,
+            room: seat.room().to_owned(),
+            shared: Arc::clone(shared),
+            asked,
+            timings: Arc::clone(&seat.handle().timings),
+            last_sent: None,
+            heard: false,
+            inputs,
+            bad_messages: BadMessages::default(),
+            dropped_inputs: 0,
+            limit: RateLimit::new(config.message_rate(), config.message_burst, now),
+            next_ping: now + config.ping_interval,
+            last_pong: now,
+            backlog_since: None,
+            ending: None,
+            done: None,
+            span,
+        })
+    }
+
     /// Runs `f` in the connection's span, so what it logs carries the
     /// connection's id, peer, room and player, as on the session's own
     /// task. A panic in it (a bug: nothing a client sends should cause
