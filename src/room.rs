@@ -430,6 +430,9 @@ struct Room<G: Game> {
     clients: Vec<Box<dyn Client>>,
     /// The other half of `clients`' double buffer (see [`Room::serve`]).
     spare: Vec<Box<dyn Client>>,
+    /// The clients were read on an earlier tick of this catch-up burst (see
+    /// [`Room::step`]).
+    read_in_burst: bool,
 }
 
 impl<G: Game> Room<G> {
@@ -491,16 +494,23 @@ impl<G: Game> Room<G> {
     }
 
     /// One tick: read the clients, at most one input per player, advance,
-    /// publish, write the clients. A room catching up after a stall (the
-    /// next tick is due already) only advances: its clients are read and
-    /// written once, on the last tick of the burst, and skip the others.
+    /// publish, write the clients.
+    ///
+    /// A room catching up after a stall (the next tick is due already)
+    /// reads its clients on the first tick of the burst, so the inputs that
+    /// piled up during the stall are taken one per tick by the burst's ticks
+    /// (as the ticks they were meant for), and writes them only on its last
+    /// tick: the snapshots in between would be stale before they arrived.
     fn step(&mut self, now: SystemTime, behind: bool) {
+        if !self.read_in_burst {
+            self.serve(|client| client.read());
+        }
+        let snapshot = self.advance(now);
         if behind {
-            self.advance(now);
+            self.read_in_burst = true;
             return;
         }
-        self.serve(|client| client.read());
-        let snapshot = self.advance(now);
+        self.read_in_burst = false;
         self.serve(|client| client.write(&snapshot));
     }
 
@@ -946,6 +956,7 @@ async fn supervise<G: Game>(
         metrics: parts.metrics,
         clients: Vec::new(),
         spare: Vec::new(),
+        read_in_burst: false,
     };
     let mut commands = commands;
     // Unconstrained by tokio's cooperative budget: serving its clients is
@@ -1011,6 +1022,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             clients: Vec::new(),
             spare: Vec::new(),
+            read_in_burst: false,
         }
     }
 
@@ -1075,6 +1087,47 @@ mod tests {
         let second = r.snapshots.borrow().clone();
         assert!(Arc::ptr_eq(&second.prev.as_ref().unwrap().0, &first.world));
         assert_eq!(second.world.len(), 2);
+    }
+
+    /// Counts how often the room reads and writes it.
+    struct Counting(Arc<[AtomicU64; 2]>);
+
+    impl Client for Counting {
+        fn read(&mut self) -> bool {
+            self.0[0].fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        fn write(&mut self, _: &Arc<Snapshot>) -> bool {
+            self.0[1].fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        fn finish(self: Box<Self>, _: Release) {}
+    }
+
+    /// A catch-up burst reads its clients on its first tick (so the inputs
+    /// that piled up feed the burst's ticks) and writes them on its last.
+    #[test]
+    fn a_burst_reads_first_and_writes_last() {
+        let mut r = room();
+        let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        r.clients.push(Box::new(Counting(Arc::clone(&counts))));
+        let seen = || {
+            (
+                counts[0].load(Ordering::Relaxed),
+                counts[1].load(Ordering::Relaxed),
+            )
+        };
+        r.step(SystemTime::now(), false);
+        assert_eq!(seen(), (1, 1));
+        for _ in 0..3 {
+            r.step(SystemTime::now(), true);
+        }
+        assert_eq!(seen(), (2, 1), "read once, on the burst's first tick");
+        r.step(SystemTime::now(), false);
+        assert_eq!(seen(), (2, 2), "written on its last tick");
+        assert_eq!(r.tick, 5);
+        r.step(SystemTime::now(), false);
+        assert_eq!(seen(), (3, 3));
     }
 
     /// A registry of 20 Hz rooms with `limit` seats per room and `limit` rooms.

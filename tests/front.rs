@@ -672,3 +672,60 @@ async fn websockets_over_http2_count_each() {
         "pong"
     );
 }
+
+/// Upgrade requests that are not ones we can take get a status and a body
+/// saying what is missing; a WebSocket version we do not speak gets 426 and
+/// the version we do (RFC 6455 §4.2.2).
+#[tokio::test]
+async fn bad_upgrade_requests_say_what_is_wrong() {
+    let server = TestServer::start().await;
+    let upgrade = [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let old = get(
+        server.addr,
+        "/ws",
+        &[
+            upgrade[0],
+            upgrade[1],
+            upgrade[2],
+            ("sec-websocket-version", "8"),
+        ],
+    )
+    .await;
+    assert_eq!(old.status, StatusCode::UPGRADE_REQUIRED, "{}", old.text());
+    assert_eq!(old.header("sec-websocket-version"), Some("13"));
+    assert!(
+        old.text().contains("Sec-WebSocket-Version: 13"),
+        "{}",
+        old.text()
+    );
+
+    let keyless = get(
+        server.addr,
+        "/ws",
+        &[upgrade[0], upgrade[1], ("sec-websocket-version", "13")],
+    )
+    .await;
+    assert_eq!(
+        keyless.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        keyless.text()
+    );
+    assert!(
+        keyless.text().contains("Sec-WebSocket-Key"),
+        "{}",
+        keyless.text()
+    );
+
+    let plain = get(server.addr, "/ws", &[]).await;
+    assert_eq!(plain.status, StatusCode::BAD_REQUEST, "{}", plain.text());
+    assert!(
+        plain.text().contains("Connection: upgrade"),
+        "{}",
+        plain.text()
+    );
+}

@@ -133,6 +133,16 @@ impl Link {
             self.pending = rest(written);
             return Ok(false);
         }
+        // A TLS stream may have taken the bytes into its own buffer only:
+        // push them on now, or say they are still on their way.
+        if let Io::Other(stream) = &mut self.io {
+            let mut cx = Context::from_waker(&self.waker);
+            return match Pin::new(stream).poll_flush(&mut cx) {
+                Poll::Ready(Ok(())) => Ok(true),
+                Poll::Ready(Err(e)) => Err(e),
+                Poll::Pending => Ok(false),
+            };
+        }
         Ok(true)
     }
 
@@ -164,35 +174,43 @@ impl Link {
 
 impl Read for Link {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.read_once(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Link {
+    fn read_once(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Io::Parked(stream) = &mut self.io {
+            // One read per tick is almost always all there is: a client
+            // sends about one message per tick. A short read means the
+            // socket was empty a moment ago; asking again now would cost a
+            // system call to learn `WouldBlock`.
+            if self.drained {
+                return Err(would_block());
+            }
+            let len = buf.len();
+            let result = stream.read(buf);
+            match &result {
+                Ok(n) if *n < len => self.drained = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.drained = true,
+                _ => {}
+            }
+            return result;
+        }
         let mut cx = Context::from_waker(&self.waker);
         let mut read_buf = ReadBuf::new(buf);
-        match &mut self.io {
-            Io::Parked(stream) => {
-                // One read per tick is almost always all there is: a client
-                // sends about one message per tick. A short read means the
-                // socket was empty a moment ago; asking again now would
-                // cost a system call to learn `WouldBlock`.
-                if self.drained {
-                    return Err(would_block());
-                }
-                let result = stream.read(read_buf.initialize_unfilled());
-                match &result {
-                    Ok(n) if *n < buf.len() => self.drained = true,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.drained = true,
-                    _ => {}
-                }
-                result
-            }
-            Io::Tokio(stream) => {
-                ready(Pin::new(stream).poll_read(&mut cx, &mut read_buf))?;
-                Ok(read_buf.filled().len())
-            }
-            Io::Other(stream) => {
-                ready(Pin::new(stream).poll_read(&mut cx, &mut read_buf))?;
-                Ok(read_buf.filled().len())
-            }
-            Io::Closed => Err(io::ErrorKind::NotConnected.into()),
-        }
+        let poll = match &mut self.io {
+            Io::Tokio(stream) => Pin::new(stream).poll_read(&mut cx, &mut read_buf),
+            Io::Other(stream) => Pin::new(stream).poll_read(&mut cx, &mut read_buf),
+            Io::Parked(_) | Io::Closed => return Err(io::ErrorKind::NotConnected.into()),
+        };
+        ready(poll)?;
+        Ok(read_buf.filled().len())
     }
 }
 
@@ -201,7 +219,12 @@ impl Write for Link {
         if !self.drain_pending()? {
             return Err(would_block());
         }
-        self.raw_write(buf)
+        loop {
+            match self.raw_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -75,10 +75,20 @@ impl IntoResponse for UpgradeRejection {
             UpgradeRejection::MethodNotGet | UpgradeRejection::MethodNotConnect => {
                 StatusCode::METHOD_NOT_ALLOWED
             }
-            UpgradeRejection::NotUpgradable => StatusCode::UPGRADE_REQUIRED,
+            UpgradeRejection::NotUpgradable | UpgradeRejection::VersionHeader => {
+                StatusCode::UPGRADE_REQUIRED
+            }
             _ => StatusCode::BAD_REQUEST,
         };
-        (status, format!("{self}\n")).into_response()
+        let mut response = (status, format!("{self}\n")).into_response();
+        if self == UpgradeRejection::VersionHeader {
+            // RFC 6455 §4.2.2: say which version we speak.
+            response.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        }
+        response
     }
 }
 
