@@ -666,14 +666,6 @@ impl Connection {
         }
     }
 
-    /// The client's next message if it is there already, without waiting
-    /// (`Pending` when it has sent nothing more this tick). Used from the
-    /// room's task, which never waits for a client: it looks again on its
-    /// next tick.
-    fn try_recv(&mut self) -> Poll<Option<Result<Message, ws::Error>>> {
-        self.socket.try_recv()
-    }
-
     /// Queues `msg` and writes as much as the socket takes now, without
     /// waiting. `Ok(false)` when bytes are left over for [`try_flush`].
     ///
@@ -954,7 +946,7 @@ impl<G: Game> Live<G> {
         // than taking the room's time.
         self.conn.socket.begin_reads();
         for _ in 0..self.shared.config.message_burst {
-            let msg = match self.conn.try_recv() {
+            let msg = match self.conn.socket.try_recv() {
                 Poll::Pending => return true,
                 Poll::Ready(None) => return self.done(Ending::Lost(End::ClientClosed(None))),
                 Poll::Ready(Some(Ok(Message::Close(frame)))) => {

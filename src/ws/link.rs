@@ -119,16 +119,7 @@ impl Link {
         rest: impl FnOnce(usize) -> Bytes,
     ) -> io::Result<bool> {
         debug_assert!(self.pending.is_empty());
-        let mut written = 0;
-        while written < frame.len() {
-            match self.raw_write(&frame[written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let written = self.write_now(frame)?;
         if written < frame.len() {
             self.pending = rest(written);
             return Ok(false);
@@ -148,17 +139,28 @@ impl Link {
 
     /// Sends what is left of a shared frame. `Ok(true)` when nothing is.
     fn drain_pending(&mut self) -> io::Result<bool> {
-        while !self.pending.is_empty() {
-            let pending = self.pending.clone();
-            match self.raw_write(&pending) {
+        if self.pending.is_empty() {
+            return Ok(true);
+        }
+        let pending = self.pending.clone();
+        let written = self.write_now(&pending)?;
+        self.pending = pending.slice(written..);
+        Ok(self.pending.is_empty())
+    }
+
+    /// Writes as much of `buf` as the stream takes now; how much that was.
+    fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut written = 0;
+        while let Some(rest) = buf.get(written..).filter(|rest| !rest.is_empty()) {
+            match self.raw_write(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.pending = pending.slice(n..),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(true)
+        Ok(written)
     }
 
     fn raw_write(&mut self, buf: &[u8]) -> io::Result<usize> {
